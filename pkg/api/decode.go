@@ -1,0 +1,200 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// notSupported lists fields of registry-image-resource and docker-image-resource that
+// this resource does not implement yet: they fail loudly instead of being ignored.
+var notSupported = map[string]bool{
+	"source.aws_access_key_id": true, "source.aws_secret_access_key": true, "source.aws_session_token": true,
+	"source.aws_region": true, "source.aws_role_arn": true, "source.aws_role_arns": true,
+	"source.aws_ecr_registry_id": true, "source.client_certs": true, "source.content_trust": true,
+	"params.pull_repository": true, "params.pull_tag": true, "params.content_trust": true,
+}
+
+// DecodeCheck reads check's request.
+func DecodeCheck(r io.Reader) (CheckRequest, error) {
+	var req CheckRequest
+	parts, err := split(r, "source", "version")
+	if err == nil {
+		err = decodeParts(parts, map[string]any{"source": &req.Source, "version": &req.Version})
+	}
+	if err == nil {
+		err = req.Source.validate(parts["source"])
+	}
+	return req, err
+}
+
+// DecodeIn reads in's request.
+func DecodeIn(r io.Reader) (InRequest, error) {
+	var req InRequest
+	parts, err := split(r, "source", "version", "params")
+	if err == nil {
+		err = decodeParts(parts, map[string]any{"source": &req.Source, "version": &req.Version, "params": &req.Params})
+	}
+	if err == nil {
+		err = req.Source.validate(parts["source"])
+	}
+	if err == nil {
+		err = req.Version.validate()
+	}
+	if err == nil {
+		err = req.Params.validate()
+	}
+	return req, err
+}
+
+// DecodeOut reads out's request.
+func DecodeOut(r io.Reader) (OutRequest, error) {
+	var req OutRequest
+	parts, err := split(r, "source", "params")
+	if err == nil {
+		parts["params"], err = renameAlias(parts["params"], "tag", "tag_file")
+	}
+	if err == nil {
+		err = decodeParts(parts, map[string]any{"source": &req.Source, "params": &req.Params})
+	}
+	if err == nil {
+		err = req.Source.validate(parts["source"])
+	}
+	if err == nil {
+		err = req.Params.validate()
+	}
+	return req, err
+}
+
+// split reads the request object and returns its top-level members; only the named ones are allowed.
+func split(r io.Reader, allowed ...string) (map[string]json.RawMessage, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("request: read stdin: %w", err)
+	}
+	var parts map[string]json.RawMessage
+	if err := json.Unmarshal(data, &parts); err != nil {
+		return nil, fmt.Errorf("request: expected a JSON object: %s", describeJSONError(err))
+	}
+	if parts == nil {
+		return nil, errors.New("request: expected a JSON object, got null")
+	}
+	for key := range parts {
+		if !contains(allowed, key) {
+			return nil, fmt.Errorf("%s: unknown field (expected %s)", key, strings.Join(allowed, ", "))
+		}
+	}
+	return parts, nil
+}
+
+// decodeParts decodes each member strictly into its target, naming the path of any error.
+func decodeParts(parts map[string]json.RawMessage, targets map[string]any) error {
+	names := make([]string, 0, len(targets))
+	for name := range targets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		raw, ok := parts[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := decodeStrict(raw, name, targets[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeStrict decodes data into v, refusing unknown fields, and turns errors into "path: what was expected".
+func decodeStrict(data []byte, path string, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var typeErr *json.UnmarshalTypeError
+	var fieldErr *FieldError
+	switch {
+	case errors.As(err, &fieldErr):
+		return fieldErr.under(path)
+	case errors.As(err, &typeErr):
+		p := path
+		if typeErr.Field != "" {
+			p = path + "." + typeErr.Field
+		}
+		return fmt.Errorf("%s: expected %s, got %s", p, describeType(typeErr.Type.String()), typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		full := path + "." + name
+		if notSupported[full] {
+			return fmt.Errorf("%s: not supported yet", full)
+		}
+		return fmt.Errorf("%s: unknown field", full)
+	default:
+		return fmt.Errorf("%s: %s", path, describeJSONError(err))
+	}
+}
+
+// renameAlias moves an old field name to its current one, refusing both at once.
+func renameAlias(raw json.RawMessage, old, current string) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return raw, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields[old] == nil {
+		return raw, nil // decodeStrict reports the malformed object
+	}
+	if fields[current] != nil {
+		return nil, fmt.Errorf("params.%s: cannot be combined with params.%s (it is its old name)", old, current)
+	}
+	fields[current] = fields[old]
+	delete(fields, old)
+	return json.Marshal(fields)
+}
+
+func describeType(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["):
+		return "an object of strings"
+	default:
+		return "an object"
+	}
+}
+
+func describeJSONError(err error) string {
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return fmt.Sprintf("not valid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error())
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "not valid JSON: unexpected end of input"
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return "got " + typeErr.Value
+	}
+	return err.Error()
+}
+
+func contains(list []string, s string) bool {
+	for _, item := range list {
+		if item == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,257 @@
+package api
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// FieldError is a bad value, named by its path in the request.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+// under prefixes the path with the enclosing field.
+func (e *FieldError) under(parent string) *FieldError {
+	if e.Path == "" {
+		return &FieldError{Path: parent, Msg: e.Msg}
+	}
+	return &FieldError{Path: parent + "." + e.Path, Msg: e.Msg}
+}
+
+func fieldErr(path, format string, args ...any) error {
+	return &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+var tagPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// ValidTag reports whether s is a legal image tag.
+func ValidTag(s string) bool { return tagPattern.MatchString(s) }
+
+// UnmarshalJSON accepts a PEM string (registry-image-resource) or {domain, cert} (docker-image-resource).
+func (c *CACert) UnmarshalJSON(data []byte) error {
+	var pemText string
+	if json.Unmarshal(data, &pemText) == nil {
+		*c = CACert{Cert: pemText}
+		return nil
+	}
+	type plain CACert
+	var p plain
+	if err := decodeStrict(data, "", &p); err != nil {
+		return &FieldError{Path: "ca_certs", Msg: "expected PEM strings or {domain, cert} items"}
+	}
+	*c = CACert(p)
+	return nil
+}
+
+// UnmarshalJSON accepts {host, username, password} or docker-image-resource's URL string.
+func (m *Mirror) UnmarshalJSON(data []byte) error {
+	var url string
+	if json.Unmarshal(data, &url) == nil {
+		host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
+		*m = Mirror{Host: strings.TrimSuffix(host, "/")}
+		return nil
+	}
+	type plain Mirror
+	var p plain
+	if err := decodeStrict(data, "", &p); err != nil {
+		return &FieldError{Path: "registry_mirror", Msg: "expected {host, username, password} or a URL string"}
+	}
+	*m = Mirror(p)
+	return nil
+}
+
+// UnmarshalJSON accepts {os, architecture, variant} or "os/arch[/variant]".
+func (p *Platform) UnmarshalJSON(data []byte) error {
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		parts := strings.Split(s, "/")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return &FieldError{Path: "platform", Msg: fmt.Sprintf("expected os/architecture[/variant], got %q", s)}
+		}
+		*p = Platform{OS: parts[0], Architecture: parts[1]}
+		if len(parts) == 3 {
+			p.Variant = parts[2]
+		}
+		return nil
+	}
+	type plain Platform
+	var q plain
+	if err := decodeStrict(data, "", &q); err != nil {
+		return &FieldError{Path: "platform", Msg: "expected \"os/architecture\" or {os, architecture, variant}"}
+	}
+	*p = Platform(q)
+	if p.OS == "" || p.Architecture == "" {
+		return &FieldError{Path: "platform", Msg: "expected both os and architecture"}
+	}
+	return nil
+}
+
+// String formats the platform as os/arch[/variant].
+func (p Platform) String() string {
+	if p.Variant != "" {
+		return p.OS + "/" + p.Architecture + "/" + p.Variant
+	}
+	return p.OS + "/" + p.Architecture
+}
+
+// RunningPlatform is the platform this binary runs on.
+func RunningPlatform() Platform { return Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH} }
+
+// TagOrDefault is the configured tag, "latest" when none is set.
+func (s Source) TagOrDefault() string {
+	if s.Tag == "" {
+		return "latest"
+	}
+	return s.Tag
+}
+
+func (s *Source) validate(raw json.RawMessage) error {
+	var present map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &present)
+	if s.Repository == "" {
+		return fieldErr("source.repository", "required")
+	}
+	if _, err := name.NewRepository(s.Repository); err != nil {
+		return fieldErr("source.repository", "expected a repository such as registry.example.com/team/app, got %q", s.Repository)
+	}
+	if _, set := present["tag"]; set && !ValidTag(s.Tag) {
+		return fieldErr("source.tag", "expected a tag of letters, digits, '_', '.' or '-' (at most 128), got %q", s.Tag)
+	}
+	if s.Username != "" && s.Password == "" {
+		return fieldErr("source.password", "required when source.username is set")
+	}
+	if s.TagRegex != "" {
+		if s.SemverConstraint != "" {
+			return fieldErr("source.tag_regex", "cannot be combined with source.semver_constraint")
+		}
+		if _, err := regexp.Compile(s.TagRegex); err != nil {
+			return fieldErr("source.tag_regex", "expected a regular expression: %v", err)
+		}
+	}
+	if s.SemverConstraint != "" {
+		if _, err := semver.NewConstraint(s.SemverConstraint); err != nil {
+			return fieldErr("source.semver_constraint", "expected a semver constraint such as \">= 1.2, < 2\": %v", err)
+		}
+	}
+	if (s.TagRegex != "" || s.SemverConstraint != "") && s.Tag != "" {
+		return fieldErr("source.tag", "cannot be combined with source.tag_regex or source.semver_constraint")
+	}
+	for i, c := range s.CACerts {
+		if !isPEMCertificate(c.Cert) {
+			return fieldErr(fmt.Sprintf("source.ca_certs[%d]", i), "expected a PEM certificate")
+		}
+	}
+	if s.RegistryMirror != nil && s.RegistryMirror.Host == "" {
+		return fieldErr("source.registry_mirror.host", "required")
+	}
+	for i, p := range s.PrivateRegs {
+		if p.Registry == "" {
+			return fieldErr(fmt.Sprintf("source.additional_private_registries[%d].registry", i), "required")
+		}
+	}
+	if s.MaxConcurrentDownloads < 0 || s.MaxConcurrentUploads < 0 {
+		return fieldErr("source.max_concurrent_downloads", "expected a positive number")
+	}
+	return nil
+}
+
+func isPEMCertificate(text string) bool {
+	block, _ := pem.Decode([]byte(text))
+	if block == nil {
+		return false
+	}
+	_, err := x509.ParseCertificate(block.Bytes)
+	return err == nil
+}
+
+func (v Version) validate() error {
+	if !strings.HasPrefix(v.Digest, "sha256:") || len(v.Digest) != len("sha256:")+64 {
+		return fieldErr("version.digest", "expected sha256:<64 hex digits>, got %q", v.Digest)
+	}
+	return nil
+}
+
+func (p InParams) validate() error {
+	switch p.Format {
+	case "", "oci", "oci-layout", "rootfs":
+	default:
+		return fieldErr("params.format", "expected oci, oci-layout or rootfs, got %q", p.Format)
+	}
+	return nil
+}
+
+func (p OutParams) validate() error {
+	sources := []struct{ name, value string }{
+		{"build", p.Build}, {"image", p.Image}, {"load", p.Load}, {"load_file", p.LoadFile}, {"import_file", p.ImportFile},
+	}
+	var set []string
+	for _, s := range sources {
+		if s.value != "" {
+			set = append(set, s.name)
+		}
+	}
+	switch {
+	case len(set) == 0:
+		return fieldErr("params", "one of build, image, load, load_file or import_file is required")
+	case len(set) > 1:
+		return fieldErr("params."+set[1], "cannot be combined with params.%s", set[0])
+	}
+	if p.Target != "" && p.TargetName != "" && p.Target != p.TargetName {
+		return fieldErr("params.target", "conflicts with params.target_name (%q vs %q)", p.Target, p.TargetName)
+	}
+	switch p.ManifestFormat {
+	case "", "oci", "docker":
+	default:
+		return fieldErr("params.manifest_format", "expected oci or docker, got %q", p.ManifestFormat)
+	}
+	switch p.StorageDriver {
+	case "", "overlay", "vfs":
+	default:
+		return fieldErr("params.storage_driver", "expected overlay or vfs, got %q", p.StorageDriver)
+	}
+	if p.Platform != nil && *p.Platform != RunningPlatform() {
+		return fieldErr("params.platform", "only the running platform %s is supported, got %s", RunningPlatform(), p.Platform)
+	}
+	for id, s := range p.Secrets {
+		if (s.Env == "") == (s.Source == "") {
+			return fieldErr("params.secrets."+id, "expected exactly one of env or source")
+		}
+	}
+	if p.CacheTTL != "" {
+		if _, err := time.ParseDuration(p.CacheTTL); err != nil {
+			return fieldErr("params.cache_ttl", "expected a duration such as 168h, got %q", p.CacheTTL)
+		}
+	}
+	if p.TagPrefix != "" && !ValidTag(p.TagPrefix+"x") {
+		return fieldErr("params.tag_prefix", "expected tag characters, got %q", p.TagPrefix)
+	}
+	if p.Version != "" {
+		if _, err := semver.StrictNewVersion(strings.TrimPrefix(p.Version, "v")); err != nil && p.BumpAliases {
+			return fieldErr("params.version", "expected a semantic version with bump_aliases, got %q", p.Version)
+		}
+		if !ValidTag(p.Version) {
+			return fieldErr("params.version", "expected a tag-compatible version, got %q", p.Version)
+		}
+	}
+	return nil
+}
+
+// Target is the stage to build, from target_name or its alias target.
+func (p OutParams) TargetStage() string {
+	if p.TargetName != "" {
+		return p.TargetName
+	}
+	return p.Target
+}

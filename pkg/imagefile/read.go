@@ -1,0 +1,398 @@
+// Package imagefile reads and writes images as files: OCI archives (an OCI layout in a tar),
+// OCI layout directories, docker archives (docker save/load), root filesystems, and the
+// directories that this resource, registry-image-resource and docker-image-resource leave
+// behind after a get. Layers keep their compressed bytes; nothing is decompressed to be read.
+package imagefile
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Format is how an image is stored; the names are containers/image transport names.
+type Format string
+
+// The formats Open understands.
+const (
+	OCIArchive    Format = "oci-archive"    // an OCI layout in a tar (image.tar)
+	OCILayout     Format = "oci"            // an OCI layout directory (oci/)
+	DockerArchive Format = "docker-archive" // docker save's tar (docker-image-resource's "image")
+)
+
+// RefNameAnnotation names an image inside an OCI layout's index.json.
+const RefNameAnnotation = "org.opencontainers.image.ref.name"
+
+// Archive is an opened image file.
+type Archive struct {
+	Format Format
+	Path   string   // the file or layout directory, as the format's transport takes it
+	Name   string   // the reference it was saved under ("registry/repo:tag"), "" when unknown
+	Digest v1.Hash  // manifest digest of Image
+	Image  v1.Image // the image for the requested platform; layers read lazily, as stored
+	close  func() error
+}
+
+// Close releases the open file behind the archive.
+func (a *Archive) Close() error {
+	if a.close == nil {
+		return nil
+	}
+	return a.close()
+}
+
+// Open detects the image at path, a file or the directory of a get, and opens it.
+// Directories are searched for image.tar, oci/ and image (docker archive), in that order.
+func Open(path string, platform v1.Platform) (*Archive, error) {
+	format, file, err := Detect(path)
+	if err != nil {
+		return nil, err
+	}
+	var a *Archive
+	switch format {
+	case OCIArchive:
+		a, err = openOCIArchive(file, platform)
+	case OCILayout:
+		a, err = openOCILayout(file, platform)
+	case DockerArchive:
+		a, err = openDockerArchive(file, "")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if info, statErr := os.Stat(path); statErr == nil && info.IsDir() {
+		if saved := savedName(path); saved != "" {
+			a.Name = saved
+		}
+	}
+	return a, nil
+}
+
+// Detect tells the format of the image at path and the file or directory that holds it.
+func Detect(path string) (Format, string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", path, errors.Unwrap(err))
+	}
+	if !info.IsDir() {
+		format, err := detectFile(path)
+		return format, path, err
+	}
+	for _, candidate := range []string{"image.tar", "oci", "image"} {
+		p := filepath.Join(path, candidate)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if candidate == "oci" {
+			if _, err := os.Stat(filepath.Join(p, "oci-layout")); err != nil {
+				return "", "", fmt.Errorf("%s: has no oci-layout file, expected an OCI layout", p)
+			}
+			return OCILayout, p, nil
+		}
+		format, err := detectFile(p)
+		return format, p, err
+	}
+	if _, err := os.Stat(filepath.Join(path, "oci-layout")); err == nil {
+		return OCILayout, path, nil
+	}
+	return "", "", fmt.Errorf("%s: no image found: expected image.tar (format: oci), oci/ (format: oci-layout) or image (save: true) from a get", path)
+}
+
+// detectFile reads a tar's entry names: oci-layout means an OCI archive, manifest.json a docker archive.
+func detectFile(path string) (Format, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tr := tar.NewReader(&seekReader{f: f})
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return "", fmt.Errorf("%s: a tar without oci-layout or manifest.json, expected an OCI or docker archive", path)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: not a readable tar archive: %w", path, err)
+		}
+		switch strings.TrimPrefix(hdr.Name, "./") {
+		case "oci-layout":
+			return OCIArchive, nil
+		case "manifest.json":
+			return DockerArchive, nil
+		}
+	}
+}
+
+// savedName is the reference the repository and tag files of a get directory name.
+func savedName(dir string) string {
+	repo, err := os.ReadFile(filepath.Join(dir, "repository"))
+	if err != nil || strings.TrimSpace(string(repo)) == "" {
+		return ""
+	}
+	tag, _ := os.ReadFile(filepath.Join(dir, "tag"))
+	ref := strings.TrimSpace(string(repo))
+	if t := strings.TrimSpace(string(tag)); t != "" {
+		ref += ":" + t
+	}
+	return ref
+}
+
+func openDockerArchive(path, ref string) (*Archive, error) {
+	var tag *name.Tag
+	if ref != "" {
+		t, err := name.NewTag(ref)
+		if err != nil {
+			return nil, fmt.Errorf("parse %q: %w", ref, err)
+		}
+		tag = &t
+	}
+	img, err := tarball.ImageFromPath(path, tag)
+	if err != nil {
+		return nil, fmt.Errorf("read docker archive: %w", err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("read docker archive: %w", err)
+	}
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(path) })
+	a := &Archive{Format: DockerArchive, Path: path, Image: img, Digest: digest}
+	if err == nil && len(m) > 0 && len(m[0].RepoTags) > 0 {
+		a.Name = m[0].RepoTags[0]
+	}
+	if ref != "" {
+		a.Name = ref
+	}
+	return a, nil
+}
+
+// OpenDockerArchive opens the image named ref ("" for the only one) in a docker archive.
+func OpenDockerArchive(path, ref string) (*Archive, error) { return openDockerArchive(path, ref) }
+
+func openOCIArchive(path string, platform v1.Platform) (*Archive, error) {
+	blobs, err := indexTar(path)
+	if err != nil {
+		return nil, err
+	}
+	a, err := openLayout(blobs, platform)
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
+	a.Format, a.Path, a.close = OCIArchive, path, blobs.Close
+	return a, nil
+}
+
+func openOCILayout(dir string, platform v1.Platform) (*Archive, error) {
+	a, err := openLayout(dirBlobs(dir), platform)
+	if err != nil {
+		return nil, err
+	}
+	a.Format, a.Path = OCILayout, dir
+	return a, nil
+}
+
+// blobStore reads the files of an OCI layout: index.json and blobs/sha256/<hex>.
+type blobStore interface {
+	open(file string) (io.ReadCloser, error)
+}
+
+func blobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+
+func readAll(s blobStore, file string) ([]byte, error) {
+	rc, err := s.open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// openLayout picks the platform's image from index.json, descending into nested indexes.
+func openLayout(s blobStore, platform v1.Platform) (*Archive, error) {
+	raw, err := readAll(s, "index.json")
+	if err != nil {
+		return nil, fmt.Errorf("read index.json: %w", err)
+	}
+	var index v1.IndexManifest
+	if err := json.Unmarshal(raw, &index); err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	refName := ""
+	for depth := 0; depth < 4; depth++ {
+		desc, err := pick(index.Manifests, platform)
+		if err != nil {
+			return nil, err
+		}
+		if refName == "" {
+			refName = desc.Annotations[RefNameAnnotation]
+		}
+		manifest, err := readAll(s, blobPath(desc.Digest))
+		if err != nil {
+			return nil, fmt.Errorf("read manifest %s: %w", desc.Digest, err)
+		}
+		if !desc.MediaType.IsIndex() {
+			img, err := layoutImage(s, manifest, desc.MediaType)
+			if err != nil {
+				return nil, err
+			}
+			return &Archive{Name: refName, Digest: desc.Digest, Image: img}, nil
+		}
+		if err := json.Unmarshal(manifest, &index); err != nil {
+			return nil, fmt.Errorf("index %s: %w", desc.Digest, err)
+		}
+	}
+	return nil, errors.New("indexes nested too deep")
+}
+
+// pick chooses the descriptor for the platform: the only one, or the one whose platform matches.
+func pick(descs []v1.Descriptor, platform v1.Platform) (v1.Descriptor, error) {
+	var candidates []v1.Descriptor
+	for _, d := range descs {
+		if d.MediaType.IsImage() || d.MediaType.IsIndex() {
+			candidates = append(candidates, d)
+		}
+	}
+	if len(candidates) == 1 {
+		return candidates[0], nil
+	}
+	var seen []string
+	for _, d := range candidates {
+		if d.Platform != nil && d.Platform.Satisfies(platform) {
+			return d, nil
+		}
+		if d.Platform != nil {
+			seen = append(seen, d.Platform.String())
+		}
+	}
+	if len(candidates) == 0 {
+		return v1.Descriptor{}, errors.New("index.json lists no image")
+	}
+	return v1.Descriptor{}, fmt.Errorf("no image for platform %s (found %s)", platform.String(), strings.Join(seen, ", "))
+}
+
+func layoutImage(s blobStore, manifest []byte, mt types.MediaType) (v1.Image, error) {
+	m, err := v1.ParseManifest(strings.NewReader(string(manifest)))
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	return partial.CompressedToImage(&storedImage{store: s, raw: manifest, mediaType: mt, manifest: m})
+}
+
+// storedImage is an image whose blobs are files of an OCI layout.
+type storedImage struct {
+	store     blobStore
+	raw       []byte
+	mediaType types.MediaType
+	manifest  *v1.Manifest
+}
+
+func (i *storedImage) RawManifest() ([]byte, error)        { return i.raw, nil }
+func (i *storedImage) MediaType() (types.MediaType, error) { return i.mediaType, nil }
+func (i *storedImage) RawConfigFile() ([]byte, error) {
+	return readAll(i.store, blobPath(i.manifest.Config.Digest))
+}
+
+func (i *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if h == i.manifest.Config.Digest {
+		return storedLayer{i.store, i.manifest.Config}, nil
+	}
+	for _, l := range i.manifest.Layers {
+		if l.Digest == h {
+			return storedLayer{i.store, l}, nil
+		}
+	}
+	return nil, fmt.Errorf("blob %s is not in the manifest", h)
+}
+
+type storedLayer struct {
+	store blobStore
+	desc  v1.Descriptor
+}
+
+func (l storedLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
+func (l storedLayer) Size() (int64, error)                { return l.desc.Size, nil }
+func (l storedLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+func (l storedLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.store.open(blobPath(l.desc.Digest))
+	if err != nil {
+		return nil, fmt.Errorf("layer %s is missing: %w", l.desc.Digest, err)
+	}
+	return rc, nil
+}
+
+// dirBlobs is an OCI layout directory.
+type dirBlobs string
+
+func (d dirBlobs) open(file string) (io.ReadCloser, error) {
+	return os.Open(filepath.Join(string(d), filepath.FromSlash(file)))
+}
+
+// tarBlobs is an OCI layout inside a tar file, read in place: entries are sections of the file.
+type tarBlobs struct {
+	f       *os.File
+	entries map[string]*io.SectionReader
+}
+
+func indexTar(path string) (*tarBlobs, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	sr := &seekReader{f: f}
+	tr := tar.NewReader(sr)
+	t := &tarBlobs{f: f, entries: map[string]*io.SectionReader{}}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return t, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("not a readable tar archive: %w", err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			t.entries[strings.TrimPrefix(hdr.Name, "./")] = io.NewSectionReader(f, sr.pos, hdr.Size)
+		}
+	}
+}
+
+func (t *tarBlobs) open(file string) (io.ReadCloser, error) {
+	section, ok := t.entries[file]
+	if !ok {
+		return nil, fmt.Errorf("%s: not in the archive", file)
+	}
+	return io.NopCloser(io.NewSectionReader(section, 0, section.Size())), nil
+}
+
+func (t *tarBlobs) Close() error { return t.f.Close() }
+
+// seekReader tracks its offset so tar entries can be located, and lets tar skip entry bodies by seeking.
+type seekReader struct {
+	f   *os.File
+	pos int64
+}
+
+func (r *seekReader) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.pos += int64(n)
+	return n, err
+}
+
+func (r *seekReader) Seek(offset int64, whence int) (int64, error) {
+	pos, err := r.f.Seek(offset, whence)
+	if err == nil {
+		r.pos = pos
+	}
+	return pos, err
+}

@@ -1,0 +1,109 @@
+// Package kvfile reads maps of strings from the files pipelines hand to a put: build_args_file
+// and labels_file, written as a JSON object, a YAML mapping, or KEY=VALUE lines.
+package kvfile
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Read parses the file at path.
+func Read(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Parse reads a JSON object, a YAML mapping or KEY=VALUE lines (blank lines and # comments skipped).
+// Values must be scalars; numbers and booleans become their text.
+func Parse(data []byte) (map[string]string, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return map[string]string{}, nil
+	}
+	if trimmed[0] == '{' {
+		return parseStructured(trimmed, "a JSON object")
+	}
+	if looksLikeKeyValue(trimmed) {
+		return parseLines(trimmed)
+	}
+	return parseStructured(trimmed, "a YAML mapping or KEY=VALUE lines")
+}
+
+func parseStructured(data []byte, what string) (map[string]string, error) {
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("expected %s: %v", what, firstLine(err.Error()))
+	}
+	out := make(map[string]string, len(raw))
+	for key, value := range raw {
+		switch v := value.(type) {
+		case string:
+			out[key] = v
+		case bool, float64, int64, json.Number:
+			out[key] = fmt.Sprint(v)
+		case nil:
+			out[key] = ""
+		default:
+			return nil, fmt.Errorf("%s: expected a string, number or boolean value", key)
+		}
+	}
+	return out, nil
+}
+
+// looksLikeKeyValue: every meaningful line has '=' before any ':' (YAML would use ': ').
+func looksLikeKeyValue(data []byte) bool {
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		eq, colon := strings.Index(line, "="), strings.Index(line, ":")
+		if eq <= 0 || (colon >= 0 && colon < eq) {
+			return false
+		}
+	}
+	return true
+}
+
+func parseLines(data []byte) (map[string]string, error) {
+	out := map[string]string{}
+	scanner := bufio.NewScanner(bytes.NewReader(data))
+	scanner.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; scanner.Scan(); n++ {
+		line := strings.TrimSpace(scanner.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, _ := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if key == "" || strings.ContainsAny(key, " \t") {
+			return nil, fmt.Errorf("line %d: expected KEY=VALUE", n)
+		}
+		out[key] = unquote(strings.TrimSpace(value))
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

@@ -1,0 +1,302 @@
+// Package registry is the resource's only door to registries: it reads digests, tags and
+// images and writes images and tags, with the source's credentials, trust, mirror and retries.
+// It is the one package that imports go-containerregistry's remote I/O.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/sirupsen/logrus"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+)
+
+// Client talks to the source's repository, and to the mirror for Docker Hub repositories.
+type Client struct {
+	repo   name.Repository
+	mirror *name.Repository // Docker Hub repositories only: tried first for reads
+	opts   []remote.Option
+	mOpts  []remote.Option
+	log    logrus.FieldLogger
+}
+
+// New makes a client for the source's repository.
+func New(ctx context.Context, src api.Source, log logrus.FieldLogger) (*Client, error) {
+	repo, insecure, err := Repository(src, src.Repository)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{repo: repo, opts: opts, log: log}
+	if m := src.RegistryMirror; m != nil && repo.RegistryStr() == name.DefaultRegistry {
+		mirrorRepo, err := name.NewRepository(m.Host+"/"+repo.RepositoryStr(), nameOptions(src, m.Host)...)
+		if err != nil {
+			return nil, fmt.Errorf("source.registry_mirror.host: %w", err)
+		}
+		c.mirror = &mirrorRepo
+		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Repository parses a repository of the source's registry settings, telling if it may be insecure.
+func Repository(src api.Source, repository string) (name.Repository, bool, error) {
+	host := strings.SplitN(repository, "/", 2)[0]
+	repo, err := name.NewRepository(repository, nameOptions(src, host)...)
+	if err != nil {
+		return name.Repository{}, false, fmt.Errorf("parse repository %q: %w", repository, err)
+	}
+	return repo, insecureHost(src, repo.RegistryStr()), nil
+}
+
+func insecureHost(src api.Source, host string) bool {
+	srcRepo, err := name.NewRepository(src.Repository)
+	if src.Insecure && err == nil && srcRepo.RegistryStr() == host {
+		return true
+	}
+	for _, h := range src.InsecureRegistries {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+func nameOptions(src api.Source, host string) []name.Option {
+	if insecureHost(src, host) || (src.Insecure && src.RegistryMirror != nil && src.RegistryMirror.Host == host) {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+func basic(username, password string) authn.Authenticator {
+	if username == "" {
+		return authn.Anonymous
+	}
+	return &authn.Basic{Username: username, Password: password}
+}
+
+func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger) ([]remote.Option, error) {
+	certs := make([]string, 0, len(src.CACerts))
+	for _, c := range src.CACerts {
+		certs = append(certs, c.Cert)
+	}
+	rt, err := newTransport(certs, insecure, DefaultRetry, log)
+	if err != nil {
+		return nil, err
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuth(auth),
+		remote.WithTransport(rt),
+		remote.WithUserAgent("buildah-image-resource"),
+		// The transport retries; one try here keeps the two from multiplying.
+		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		remote.WithRetryStatusCodes(),
+	}
+	if src.MaxConcurrentUploads > 0 {
+		opts = append(opts, remote.WithJobs(src.MaxConcurrentUploads))
+	}
+	return opts, nil
+}
+
+// Name is the repository as the registry knows it, e.g. registry.example.com/team/app.
+func (c *Client) Name() string { return c.repo.Name() }
+
+// Repo is the parsed repository.
+func (c *Client) Repo() name.Repository { return c.repo }
+
+// Head returns the descriptor the tag points to, or nil when the tag or repository does not exist.
+func (c *Client) Head(tag string) (*v1.Descriptor, error) {
+	var desc *v1.Descriptor
+	err := c.read(func(repo name.Repository, opts []remote.Option) error {
+		ref := repo.Tag(tag)
+		d, err := remote.Head(ref, opts...)
+		if err != nil && !isNotFound(err) && !isAuthError(err) {
+			// Some registries refuse HEAD on manifests: GET says more.
+			var full *remote.Descriptor
+			if full, err = remote.Get(ref, opts...); err == nil {
+				d = &full.Descriptor
+			}
+		}
+		desc = d
+		return err
+	})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s:%s: %w", c.repo.Name(), tag, describe(err))
+	}
+	return desc, nil
+}
+
+// Tags lists the repository's tags; a missing repository has none.
+func (c *Client) Tags() ([]string, error) {
+	var tags []string
+	err := c.read(func(repo name.Repository, opts []remote.Option) (err error) {
+		tags, err = remote.List(repo, opts...)
+		return err
+	})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list tags of %s: %w", c.repo.Name(), describe(err))
+	}
+	return tags, nil
+}
+
+// Fetched is a manifest read by digest: the image for the requested platform and, when the
+// digest names an index, the whole index. Blobs are read lazily.
+type Fetched struct {
+	Image v1.Image
+	Index v1.ImageIndex // nil for a plain image
+}
+
+// Get fetches the manifest or index with the digest, resolving an index to the platform's image.
+func (c *Client) Get(digest string, platform v1.Platform) (*Fetched, error) {
+	var desc *remote.Descriptor
+	err := c.read(func(repo name.Repository, opts []remote.Option) (err error) {
+		desc, err = remote.Get(repo.Digest(digest), append(opts, remote.WithPlatform(platform))...)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s@%s: %w", c.repo.Name(), digest, describe(err))
+	}
+	f := &Fetched{}
+	if desc.MediaType.IsIndex() {
+		if f.Index, err = desc.ImageIndex(); err != nil {
+			return nil, fmt.Errorf("read index %s@%s: %w", c.repo.Name(), digest, err)
+		}
+	}
+	if f.Image, err = desc.Image(); err != nil {
+		return nil, fmt.Errorf("image for %s in %s@%s: %w", platform.String(), c.repo.Name(), digest, describe(err))
+	}
+	return f, nil
+}
+
+// read runs fn against the mirror first (when there is one), then the repository itself.
+func (c *Client) read(fn func(name.Repository, []remote.Option) error) error {
+	if c.mirror != nil {
+		err := fn(*c.mirror, c.mOpts)
+		if err == nil {
+			return nil
+		}
+		c.log.Infof("registry mirror %s: %v; falling back to %s", c.mirror.RegistryStr(), describe(err), c.repo.RegistryStr())
+	}
+	return fn(c.repo, c.opts)
+}
+
+// Push writes the image or index and then points every tag at it. Blobs the registry has are not
+// sent again (HEAD first, cross-repository mount for layers of the same registry); the manifest is
+// written by digest only after every blob is in, and tags only after that, so no tag ever names
+// an incomplete image.
+func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Update) (v1.Hash, error) {
+	digest, err := digestOf(img)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	opts := c.opts
+	if progress != nil {
+		opts = append(append([]remote.Option{}, opts...), remote.WithProgress(progress))
+	}
+	byDigest := c.repo.Digest(digest.String())
+	switch t := img.(type) {
+	case v1.ImageIndex:
+		err = remote.WriteIndex(byDigest, t, opts...)
+	case v1.Image:
+		err = remote.Write(byDigest, t, opts...)
+	default:
+		err = fmt.Errorf("cannot push %T", img)
+	}
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("push %s: %w", byDigest, describe(err))
+	}
+	for _, tag := range tags {
+		if err := remote.Tag(c.repo.Tag(tag), img, c.opts...); err != nil {
+			return v1.Hash{}, fmt.Errorf("tag %s:%s: %w", c.repo.Name(), tag, describe(err))
+		}
+	}
+	return digest, nil
+}
+
+func digestOf(t remote.Taggable) (v1.Hash, error) {
+	raw, err := t.RawManifest()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("read manifest: %w", err)
+	}
+	h, _, err := v1.SHA256(strings.NewReader(string(raw)))
+	return h, err
+}
+
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+func isAuthError(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden)
+}
+
+// describe shortens registry errors to their message, dropping response dumps.
+func describe(err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && len(terr.Errors) > 0 {
+		return fmt.Errorf("%s (HTTP %d)", terr.Errors[0].String(), terr.StatusCode)
+	}
+	return err
+}
+
+// MountFrom marks img's layers as mountable from the repository of ref when that repository is on
+// the client's registry, so a push links the blobs there instead of uploading them.
+func (c *Client) MountFrom(img v1.Image, ref string) v1.Image {
+	from, err := name.ParseReference(ref)
+	if err != nil || from.Context().RegistryStr() != c.repo.RegistryStr() || from.Context().Name() == c.repo.Name() {
+		return img
+	}
+	return mountable{Image: img, from: from}
+}
+
+type mountable struct {
+	v1.Image
+	from name.Reference
+}
+
+func (m mountable) Layers() ([]v1.Layer, error) {
+	layers, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+	}
+	return out, nil
+}

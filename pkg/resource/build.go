@@ -1,0 +1,309 @@
+package resource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/build"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/kvfile"
+)
+
+// builtImage is an image built for a put; close removes the build's storage and files.
+type builtImage struct {
+	image    v1.Image
+	metadata []api.MetadataField
+	close    func()
+}
+
+// concourseVars are the build's environment variables that build_args may name, as in docker-image-resource.
+var concourseVars = []string{"BUILD_ID", "BUILD_NAME", "BUILD_JOB_NAME", "BUILD_PIPELINE_NAME", "BUILD_TEAM_NAME", "ATC_EXTERNAL_URL"}
+
+// buildImage builds the put's Dockerfile: it reads the build args and labels, loads the bases that
+// gets saved (every FROM naming one uses it, unchanged), refuses uncovered FROMs when offline,
+// and builds with buildah.
+func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env) (_ *builtImage, err error) {
+	p := req.Params
+	contextDir := filepath.Join(dir, p.Build)
+	if info, statErr := os.Stat(contextDir); statErr != nil || !info.IsDir() {
+		return nil, fmt.Errorf("params.build: %s is not a directory", p.Build)
+	}
+	dockerfilePath := filepath.Join(contextDir, "Dockerfile")
+	if p.Dockerfile != "" {
+		dockerfilePath = filepath.Join(dir, p.Dockerfile)
+	}
+	dockerfileText, err := os.ReadFile(dockerfilePath)
+	if err != nil {
+		return nil, fmt.Errorf("params.dockerfile: cannot read %s: %w", relative(dir, dockerfilePath), errors.Unwrap(err))
+	}
+	buildArgs, err := readBuildArgs(dir, p, env.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file")
+	if err != nil {
+		return nil, err
+	}
+	warnUnimplementedCache(p, env)
+
+	bases, closeBases, err := openBases(dir, p)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeBases()
+		}
+	}()
+	buildBases, err := mapBases(dockerfileText, buildArgs, p, bases, env)
+	if err != nil {
+		return nil, err
+	}
+
+	workDir, err := os.MkdirTemp("", "buildah-image-resource-")
+	if err != nil {
+		return nil, fmt.Errorf("create build directory: %w", err)
+	}
+	removeWork := func() { os.RemoveAll(workDir) }
+	secrets, err := writeSecrets(dir, workDir, p.Secrets, env.Getenv)
+	if err != nil {
+		removeWork()
+		return nil, err
+	}
+	start := time.Now()
+	result, err := build.Build(ctx, build.Options{
+		ContextDir: contextDir, Dockerfile: dockerfilePath,
+		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(), Secrets: secrets,
+		NoCache: p.NoCache, Squash: p.Squash, Bases: buildBases, StorageDriver: p.StorageDriver,
+		WorkDir: workDir, Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source),
+		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
+	})
+	if err != nil {
+		removeWork()
+		return nil, err
+	}
+	seconds := time.Since(start).Seconds()
+	env.Log.Infof("built in %.1fs", seconds)
+	return &builtImage{
+		image:    result.Image,
+		metadata: buildMetadata(result, seconds),
+		close: func() {
+			if err := result.Close(); err != nil {
+				env.Log.Warnf("remove build storage: %v", err)
+			}
+			removeWork()
+			closeBases()
+		},
+	}, nil
+}
+
+// readBuildArgs merges build_args_file and build_args (which win), expanding $BUILD_ID and the
+// other Concourse variables in the values.
+func readBuildArgs(dir string, p api.OutParams, getenv func(string) string) (map[string]string, error) {
+	args, err := readMap(dir, p.BuildArgsFile, p.BuildArgs, "params.build_args_file")
+	if err != nil {
+		return nil, err
+	}
+	for key, value := range args {
+		args[key] = os.Expand(value, func(v string) string {
+			for _, known := range concourseVars {
+				if v == known {
+					return getenv(v)
+				}
+			}
+			return "$" + v
+		})
+	}
+	return args, nil
+}
+
+// readMap reads a KEY=VALUE, JSON or YAML file (when named) and lays the inline map over it.
+func readMap(dir, file string, inline map[string]string, field string) (map[string]string, error) {
+	out := map[string]string{}
+	if file != "" {
+		fromFile, err := kvfile.Read(filepath.Join(dir, file))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", field, file, unwrapPathErr(err))
+		}
+		out = fromFile
+	}
+	for k, v := range inline {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func warnUnimplementedCache(p api.OutParams, env Env) {
+	if p.Cache || len(p.CacheFrom) > 0 || p.CacheRepo != "" || p.CacheTag != "" || len(p.NoCacheStages) > 0 {
+		env.Log.Warn("cache, cache_tag, cache_from, cache_repo and no_cache_stages are not implemented yet: building without a remote cache")
+	}
+}
+
+// openBases opens every load_base and load_bases directory.
+func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error) {
+	dirs := p.LoadBases
+	if p.LoadBase != "" {
+		dirs = append([]string{p.LoadBase}, dirs...)
+	}
+	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	var archives []*imagefile.Archive
+	closeAll := func() {
+		for _, a := range archives {
+			a.Close()
+		}
+	}
+	for _, d := range dirs {
+		a, err := imagefile.Open(filepath.Join(dir, d), platform)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("load base %s: %w", d, err)
+		}
+		if a.Name == "" {
+			closeAll()
+			return nil, nil, fmt.Errorf("load base %s: the image has no name: expected repository and tag files beside it, or a named image", d)
+		}
+		archives = append(archives, a)
+	}
+	return archives, closeAll, nil
+}
+
+// mapBases finds which FROMs each base serves, warns about near misses and, offline, refuses any
+// FROM no base covers.
+func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, env Env) ([]build.Base, error) {
+	refs, err := dockerfile.ExternalImages(dockerfileText, buildArgs, p.TargetStage())
+	if err != nil {
+		return nil, fmt.Errorf("params.dockerfile: %w", err)
+	}
+	described := make([]dockerfile.Base, len(archives))
+	for i, a := range archives {
+		described[i] = dockerfile.Base{Name: a.Name, Digest: a.Digest.String()}
+	}
+	mapping := dockerfile.MapBases(refs, described)
+	for _, w := range mapping.Warnings {
+		env.Log.Warn(w)
+	}
+	if p.Offline && len(mapping.Uncovered) > 0 {
+		var missing []string
+		for _, r := range mapping.Uncovered {
+			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
+		}
+		return nil, fmt.Errorf("params.offline: no loaded base covers %s", strings.Join(missing, ", "))
+	}
+	names := make([]map[string]bool, len(archives))
+	for i, a := range archives {
+		names[i] = map[string]bool{}
+		if n, err := dockerfile.Normalize(a.Name); err == nil {
+			names[i][n] = true
+		}
+	}
+	for _, m := range mapping.Matches {
+		names[m.Base][m.Ref.Normalized] = true
+		env.Log.Infof("FROM %s (line %d): using loaded base %s", m.Ref.Original, m.Ref.Line, archives[m.Base].Name)
+	}
+	bases := make([]build.Base, len(archives))
+	for i, a := range archives {
+		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.Digest.String(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
+	}
+	return bases, nil
+}
+
+// writeSecrets gives each build secret a file: env secrets are written 0600 into the private work dir.
+func writeSecrets(dir, workDir string, secrets map[string]api.Secret, getenv func(string) string) (map[string]string, error) {
+	out := map[string]string{}
+	for id, s := range secrets {
+		if s.Source != "" {
+			path := filepath.Join(dir, s.Source)
+			if _, err := os.Stat(path); err != nil {
+				return nil, fmt.Errorf("params.secrets.%s.source: %s does not exist", id, s.Source)
+			}
+			out[id] = path
+			continue
+		}
+		value := getenv(s.Env)
+		if value == "" {
+			return nil, fmt.Errorf("params.secrets.%s.env: environment variable %s is not set", id, s.Env)
+		}
+		secretDir := filepath.Join(workDir, "secrets")
+		if err := os.MkdirAll(secretDir, 0o700); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(secretDir, id)
+		if err := os.WriteFile(path, []byte(value), 0o600); err != nil {
+			return nil, fmt.Errorf("write secret %s: %w", id, err)
+		}
+		out[id] = path
+	}
+	return out, nil
+}
+
+// pullAuth gives the credentials for pulling FROM images: the source's for its own registry,
+// additional_private_registries for others, and the mirror's for the mirror host.
+func pullAuth(src api.Source) func(host string) (string, string) {
+	return func(host string) (string, string) {
+		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host {
+			return src.Username, src.Password
+		}
+		for _, p := range src.PrivateRegs {
+			if p.Registry == host {
+				return p.Username, p.Password
+			}
+		}
+		if m := src.RegistryMirror; m != nil && m.Host == host {
+			return m.Username, m.Password
+		}
+		return "", ""
+	}
+}
+
+func pullInsecure(src api.Source) func(host string) bool {
+	return func(host string) bool {
+		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host && src.Insecure {
+			return true
+		}
+		for _, h := range src.InsecureRegistries {
+			if h == host {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func buildMetadata(r *build.Result, seconds float64) []api.MetadataField {
+	fields := []api.MetadataField{{Name: "build_seconds", Value: strconv.FormatFloat(seconds, 'f', 1, 64)}}
+	if layers, err := r.Image.Layers(); err == nil {
+		fields = append(fields, api.MetadataField{Name: "layers", Value: strconv.Itoa(len(layers))})
+	}
+	for _, base := range slices.Sorted(maps.Keys(r.BaseDigests)) {
+		fields = append(fields, api.MetadataField{Name: "base", Value: base + "@" + r.BaseDigests[base]})
+	}
+	return fields
+}
+
+func relative(dir, path string) string {
+	if rel, err := filepath.Rel(dir, path); err == nil {
+		return rel
+	}
+	return path
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,146 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
+	"github.com/imagesmith/buildah-image-resource/pkg/registry"
+	"github.com/imagesmith/buildah-image-resource/pkg/tags"
+)
+
+// Out pushes an image to the source's repository: one it builds from a Dockerfile (build), or one
+// made elsewhere (image, load, load_file, import_file). Tags are resolved first, so a bad tag file
+// fails before any work; blobs go first, the manifest by digest next and tags last.
+func Out(ctx context.Context, env Env) (any, error) {
+	dir, err := env.Dir()
+	if err != nil {
+		return nil, err
+	}
+	req, err := api.DecodeOut(env.Stdin)
+	if err != nil {
+		return nil, err
+	}
+	src, params := req.Source, req.Params
+	debug(env.Log, src.Debug)
+	client, err := registry.New(ctx, src, env.Log)
+	if err != nil {
+		return nil, err
+	}
+	tagList, err := tags.Resolve(dir, tags.Params{
+		DefaultTag: src.Tag, Variant: src.Variant, TagFile: params.TagFile, TagPrefix: params.TagPrefix,
+		TagAsLatest: params.TagAsLatest, AdditionalTags: params.AdditionalTags, Version: params.Version, BumpAliases: params.BumpAliases,
+	}, client.Tags)
+	if err != nil {
+		return nil, err
+	}
+
+	var img v1.Image
+	var metadata []api.MetadataField
+	if params.Build != "" {
+		built, err := buildImage(ctx, dir, req, env)
+		if err != nil {
+			return nil, err
+		}
+		defer built.close()
+		img, metadata = built.image, built.metadata
+	} else {
+		archive, err := readyImage(dir, params)
+		if err != nil {
+			return nil, err
+		}
+		defer archive.Close()
+		img = archive.Image
+		if archive.Name != "" {
+			img = client.MountFrom(img, archive.Name)
+		}
+	}
+
+	start := time.Now()
+	env.Log.Infof("pushing %s:%s", client.Name(), strings.Join(tagList, ", "))
+	counted, meter, err := progress.Image(img, env.Log, "pushed")
+	if err != nil {
+		return nil, err
+	}
+	digest, err := client.Push(counted, tagList, nil)
+	if err != nil {
+		return nil, err
+	}
+	size, err := imageSize(img)
+	if err != nil {
+		return nil, err
+	}
+	meter.Done()
+	env.Log.Infof("pushed %s@%s in %.1fs", client.Name(), digest, time.Since(start).Seconds())
+	return api.Response{
+		Version: api.Version{Digest: digest.String(), Tag: tagList[0]},
+		Metadata: append([]api.MetadataField{
+			{Name: "repository", Value: client.Name()},
+			{Name: "tags", Value: strings.Join(tagList, " ")},
+			{Name: "digest", Value: digest.String()},
+			{Name: "size", Value: strconv.FormatInt(size, 10)},
+		}, metadata...),
+	}, nil
+}
+
+// readyImage opens the image a put pushes without building: image (a glob), load, load_file or import_file.
+func readyImage(dir string, p api.OutParams) (*imagefile.Archive, error) {
+	field, archive, err := openReady(dir, p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return archive, nil
+}
+
+// openReady opens the image and names the param it came from.
+func openReady(dir string, p api.OutParams) (string, *imagefile.Archive, error) {
+	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	switch {
+	case p.Image != "":
+		path, err := globOne(dir, p.Image)
+		if err != nil {
+			return "params.image", nil, err
+		}
+		a, err := imagefile.Open(path, platform)
+		return "params.image", a, err
+	case p.Load != "":
+		a, err := imagefile.Open(filepath.Join(dir, p.Load), platform)
+		return "params.load", a, err
+	case p.LoadFile != "":
+		path := filepath.Join(dir, p.LoadFile)
+		format, _, err := imagefile.Detect(path)
+		if err != nil || format != imagefile.DockerArchive || p.LoadRepository == "" {
+			a, err := imagefile.Open(path, platform)
+			return "params.load_file", a, err
+		}
+		tag := p.LoadTag
+		if tag == "" {
+			tag = "latest"
+		}
+		a, err := imagefile.OpenDockerArchive(path, p.LoadRepository+":"+tag)
+		return "params.load_file", a, err
+	default:
+		img, err := imagefile.Import(filepath.Join(dir, p.ImportFile))
+		return "params.import_file", &imagefile.Archive{Image: img}, err
+	}
+}
+
+// globOne expands pattern below dir; it must name exactly one file.
+func globOne(dir, pattern string) (string, error) {
+	matches, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil {
+		return "", fmt.Errorf("bad pattern %q: %w", pattern, err)
+	}
+	if len(matches) != 1 {
+		return "", fmt.Errorf("%q matched %d files, expected exactly one", pattern, len(matches))
+	}
+	return matches[0], nil
+}

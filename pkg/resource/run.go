@@ -1,0 +1,91 @@
+// Package resource implements the three commands of the Concourse resource, check, in and out,
+// one file each, reading top to bottom: decode the request, talk to the registry, write files.
+package resource
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Env is what a command gets from its process.
+type Env struct {
+	Args   []string // argv; Args[1] is the work directory for in and out
+	Stdin  io.Reader
+	Stderr io.Writer
+	Log    *logrus.Logger
+	Getenv func(string) string
+}
+
+// Dir is the work directory Concourse passes as the first argument.
+func (e Env) Dir() (string, error) {
+	if len(e.Args) < 2 || e.Args[1] == "" {
+		return "", fmt.Errorf("usage: %s <directory>: the work directory argument is missing", e.Args[0])
+	}
+	info, err := os.Stat(e.Args[1])
+	if err != nil || !info.IsDir() {
+		return "", fmt.Errorf("work directory %s: not a directory", e.Args[1])
+	}
+	return e.Args[1], nil
+}
+
+// Command is check, in or out: it returns the response to print on stdout.
+type Command func(ctx context.Context, env Env) (any, error)
+
+// Main runs cmd as a process: the request on stdin, the response as JSON on stdout, logs and a
+// one-line error on stderr. It returns the exit code.
+func Main(cmd Command) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log := NewLogger(os.Stderr)
+	env := Env{Args: os.Args, Stdin: os.Stdin, Stderr: os.Stderr, Log: log, Getenv: os.Getenv}
+	response, err := cmd(ctx, env)
+	if err != nil {
+		log.Error(oneLine(err.Error()))
+		return 1
+	}
+	var out bytes.Buffer
+	if err := json.NewEncoder(&out).Encode(response); err != nil {
+		log.Errorf("encode response: %v", err)
+		return 1
+	}
+	if _, err := os.Stdout.Write(out.Bytes()); err != nil {
+		log.Errorf("write response: %v", err)
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// NewLogger logs plain lines to w: info as is, warnings and errors with a prefix, debug when enabled.
+func NewLogger(w io.Writer) *logrus.Logger {
+	return &logrus.Logger{Out: w, Formatter: lineFormatter{}, Hooks: logrus.LevelHooks{}, Level: logrus.InfoLevel, ExitFunc: os.Exit}
+}
+
+type lineFormatter struct{}
+
+func (lineFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	prefix := map[logrus.Level]string{
+		logrus.DebugLevel: "debug: ", logrus.WarnLevel: "WARNING: ", logrus.ErrorLevel: "ERROR: ",
+		logrus.FatalLevel: "ERROR: ", logrus.PanicLevel: "ERROR: ", logrus.TraceLevel: "trace: ",
+	}[e.Level]
+	return []byte(prefix + e.Message + "\n"), nil
+}
+
+// debug turns on debug lines when the source asks for them.
+func debug(log *logrus.Logger, on bool) {
+	if on {
+		log.SetLevel(logrus.DebugLevel)
+	}
+}
