@@ -16,7 +16,7 @@ import (
 func TestDecodeNamesTheField(t *testing.T) {
 	cases := []struct {
 		name, request, want string
-		decode             func(string) error
+		decode              func(string) error
 	}{
 		{"not JSON", `{"source":`, "request: expected a JSON object: not valid JSON", check},
 		{"null", `null`, "request: expected a JSON object, got null", check},

@@ -49,6 +49,21 @@ func (m *Meter) Add(n int64) {
 	m.log.Infof("%s %s / %s (%s/s)", m.verb, size(m.done), size(m.total), size(int64(rate)))
 }
 
+// Set records absolute progress, as upload updates report it, and logs like Add.
+func (m *Meter) Set(done, total int64) {
+	m.mu.Lock()
+	m.done, m.total = 0, total
+	m.mu.Unlock()
+	m.Add(done)
+}
+
+// Updates feeds a channel of upload updates into the meter until it is closed.
+func (m *Meter) Updates(updates <-chan v1.Update) {
+	for u := range updates {
+		m.Set(u.Complete, u.Total)
+	}
+}
+
 // Done logs the final line: the bytes and the time they took.
 func (m *Meter) Done() {
 	m.mu.Lock()

@@ -274,11 +274,18 @@ func describe(err error) error {
 	return err
 }
 
-// MountFrom marks img's layers as mountable from the repository of ref when that repository is on
-// the client's registry, so a push links the blobs there instead of uploading them.
-func (c *Client) MountFrom(img v1.Image, ref string) v1.Image {
-	from, err := name.ParseReference(ref)
-	if err != nil || from.Context().RegistryStr() != c.repo.RegistryStr() || from.Context().Name() == c.repo.Name() {
+// MountFrom marks the layers of img named in sources (layer digest -> the reference of an image
+// holding it) as mountable, when that image's repository is on the client's registry: a push then
+// links those blobs instead of uploading them.
+func (c *Client) MountFrom(img v1.Image, sources map[v1.Hash]string) v1.Image {
+	from := map[v1.Hash]name.Reference{}
+	for digest, ref := range sources {
+		r, err := name.ParseReference(ref)
+		if err == nil && r.Context().RegistryStr() == c.repo.RegistryStr() && r.Context().Name() != c.repo.Name() {
+			from[digest] = r
+		}
+	}
+	if len(from) == 0 {
 		return img
 	}
 	return mountable{Image: img, from: from}
@@ -286,7 +293,7 @@ func (c *Client) MountFrom(img v1.Image, ref string) v1.Image {
 
 type mountable struct {
 	v1.Image
-	from name.Reference
+	from map[v1.Hash]name.Reference
 }
 
 func (m mountable) Layers() ([]v1.Layer, error) {
@@ -296,7 +303,10 @@ func (m mountable) Layers() ([]v1.Layer, error) {
 	}
 	out := make([]v1.Layer, len(layers))
 	for i, l := range layers {
-		out[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+		out[i] = l
+		if digest, err := l.Digest(); err == nil && m.from[digest] != nil {
+			out[i] = &remote.MountableLayer{Layer: l, Reference: m.from[digest]}
+		}
 	}
 	return out, nil
 }

@@ -24,9 +24,10 @@ import (
 
 // builtImage is an image built for a put; close removes the build's storage and files.
 type builtImage struct {
-	image    v1.Image
-	metadata []api.MetadataField
-	close    func()
+	image        v1.Image
+	mountSources map[v1.Hash]string // base layers -> the base they came from
+	metadata     []api.MetadataField
+	close        func()
 }
 
 // concourseVars are the build's environment variables that build_args may name, as in docker-image-resource.
@@ -97,9 +98,14 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env) (_
 	}
 	seconds := time.Since(start).Seconds()
 	env.Log.Infof("built in %.1fs", seconds)
+	sources := map[v1.Hash]string{}
+	for _, base := range bases {
+		maps.Copy(sources, layerSources(base))
+	}
 	return &builtImage{
-		image:    result.Image,
-		metadata: buildMetadata(result, seconds),
+		image:        result.Image,
+		mountSources: sources,
+		metadata:     buildMetadata(result, seconds),
 		close: func() {
 			if err := result.Close(); err != nil {
 				env.Log.Warnf("remove build storage: %v", err)

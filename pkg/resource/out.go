@@ -51,29 +51,26 @@ func Out(ctx context.Context, env Env) (any, error) {
 			return nil, err
 		}
 		defer built.close()
-		img, metadata = built.image, built.metadata
+		img, metadata = client.MountFrom(built.image, built.mountSources), built.metadata
 	} else {
 		archive, err := readyImage(dir, params)
 		if err != nil {
 			return nil, err
 		}
 		defer archive.Close()
-		img = archive.Image
-		if archive.Name != "" {
-			img = client.MountFrom(img, archive.Name)
-		}
+		img = client.MountFrom(archive.Image, layerSources(archive))
 	}
 
 	start := time.Now()
 	env.Log.Infof("pushing %s:%s", client.Name(), strings.Join(tagList, ", "))
-	counted, meter, err := progress.Image(img, env.Log, "pushed")
+	meter := progress.NewMeter(env.Log, "uploaded", 0)
+	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
+	go func() { meter.Updates(updates); close(consumed) }()
+	digest, err := client.Push(img, tagList, updates)
 	if err != nil {
 		return nil, err
 	}
-	digest, err := client.Push(counted, tagList, nil)
-	if err != nil {
-		return nil, err
-	}
+	<-consumed // the image write closes updates when it ends
 	size, err := imageSize(img)
 	if err != nil {
 		return nil, err
@@ -143,4 +140,22 @@ func globOne(dir, pattern string) (string, error) {
 		return "", fmt.Errorf("%q matched %d files, expected exactly one", pattern, len(matches))
 	}
 	return matches[0], nil
+}
+
+// layerSources maps each layer of a saved image to the reference it was saved from, for mounts.
+func layerSources(a *imagefile.Archive) map[v1.Hash]string {
+	sources := map[v1.Hash]string{}
+	if a.Name == "" {
+		return sources
+	}
+	layers, err := a.Image.Layers()
+	if err != nil {
+		return sources // the push reports it
+	}
+	for _, l := range layers {
+		if digest, err := l.Digest(); err == nil {
+			sources[digest] = a.Name
+		}
+	}
+	return sources
 }

@@ -1,0 +1,34 @@
+# The Concourse resource image: static check, in and out in /opt/resource.
+#
+# Build from the repository root:
+#   docker build -t buildah-image-resource .
+# The base images are build args, so the image can be built from local bases:
+#   docker build --build-arg GO_IMAGE=localhost/golang --build-arg BASE_IMAGE=localhost/debian .
+# GOPROXY (and GOFLAGS) are passed through to `go mod download` when given.
+
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${GO_IMAGE} AS builder
+ARG GOPROXY
+ARG GOFLAGS
+# cgo needs gcc and the static libseccomp; the golang images lack libseccomp-dev.
+RUN if ! dpkg -s gcc libc6-dev libseccomp-dev pkg-config ca-certificates >/dev/null 2>&1; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends gcc libc6-dev libseccomp-dev pkg-config ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=1 go build \
+      -tags 'containers_image_openpgp exclude_graphdriver_btrfs seccomp netgo osusergo' \
+      -ldflags '-s -w -linkmode external -extldflags "-static"' \
+      -o /opt/resource/ ./cmd/check ./cmd/in ./cmd/out
+
+FROM ${BASE_IMAGE}
+# The binaries are static: they need only the CA bundle, taken from the
+# builder so that no package manager or network is needed here.
+COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=builder /opt/resource/ /opt/resource/

@@ -1,0 +1,320 @@
+// Package build builds a Dockerfile with the buildah library (chroot
+// isolation) into a private containers-storage under a work directory, and
+// hands the result back as a go-containerregistry image ready to push.
+//
+// It is the only package of the project that imports buildah and
+// containers/*. Bases that a Concourse get already fetched are loaded into
+// the storage before the build (no registry contact for them), and the built
+// image reuses their original compressed layers, so a push uploads only the
+// new layers.
+//
+// A binary using this package must call Reexec first thing in main.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/containers/buildah"
+	"github.com/containers/buildah/define"
+	"github.com/containers/buildah/imagebuildah"
+	"github.com/containers/storage"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"github.com/sirupsen/logrus"
+)
+
+// Reexec must be called first in main; if it returns true, the process was
+// re-executed by buildah (chroot isolation, copier) and main must return.
+func Reexec() bool {
+	return buildah.InitReexec()
+}
+
+// Options says what to build and how.
+type Options struct {
+	ContextDir string // absolute path of the build context
+	Dockerfile string // absolute path of the Dockerfile
+	BuildArgs  map[string]string
+	Labels     map[string]string
+	Target     string
+	// Secrets maps a secret id to the path of a file holding it, for
+	// RUN --mount=type=secret,id=<id>.
+	Secrets map[string]string
+	NoCache bool
+	// Squash merges the layers the build adds into one, keeping the base's
+	// layers as they are (docker build --squash): a push still reuses them.
+	Squash bool
+	Bases  []Base // loaded bases
+	// StorageDriver is "", "overlay" or "vfs"; "" probes overlay (a real
+	// mount test) and falls back to vfs.
+	StorageDriver string
+	// WorkDir is a private directory for the storage, run root, temporary
+	// files and policy; Close removes everything Build put there.
+	WorkDir string
+	// Auth gives credentials for pulling FROM images no base covers; nil =
+	// anonymous.
+	Auth func(registryHost string) (username, password string)
+	// Insecure says whether plain HTTP / no TLS verification is allowed for a
+	// registry.
+	Insecure       func(registryHost string) bool
+	CACertsDir     string         // directory with *.crt extra CAs for pulls, "" = none
+	ManifestFormat string         // "oci" (default) or "docker"
+	Log            *logrus.Logger // progress and diagnostics; nil = stderr
+	Stderr         io.Writer      // where step headers and RUN output go; nil = os.Stderr
+}
+
+// Base is an image already loaded (from a Concourse get).
+type Base struct {
+	// Names are every name the Dockerfile uses for it, normalized (e.g.
+	// docker.io/library/busybox:latest, or repo@sha256:...); the image is
+	// findable under each.
+	Names []string
+	// Digest is the manifest digest when known (for FROM x@sha256: lookups).
+	Digest    string
+	Transport string // "oci-archive" | "oci" | "docker-archive"
+	// Path is the archive file or the OCI layout directory. A layout holding
+	// several images: the one whose digest is Digest (or Image's digest), or
+	// the one for the running platform.
+	Path string
+	// Image is the same image as go-containerregistry sees it (compressed
+	// layers as saved); its layers are reused in the result. May be nil.
+	Image v1.Image
+}
+
+// Step is one Dockerfile instruction as it ran.
+type Step struct {
+	Stage, Stages int // 1-based stage of a multi-stage build; 0 when single-stage
+	Number, Total int // position within the stage (Total 0 if unknown)
+	Instruction   string
+	Duration      time.Duration
+}
+
+// Result is a built image. It is valid until Close.
+type Result struct {
+	// Image is the built image with OCI media types (docker if asked). Layers
+	// that a base has are the base's original compressed layers; new layers
+	// are read from storage and gzip-compressed on first use.
+	Image v1.Image
+	Steps []Step
+	// BaseDigests maps each base name (loaded or pulled) to its digest.
+	BaseDigests map[string]string
+
+	dir   string // everything Build made, under Options.WorkDir
+	store storage.Store
+}
+
+// Build builds opts.Dockerfile. On error, everything made is removed.
+func Build(ctx context.Context, opts Options) (_ *Result, err error) {
+	opts, err = withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	dockerfileBytes, err := os.ReadFile(opts.Dockerfile)
+	if err != nil {
+		return nil, fmt.Errorf("reading Dockerfile: %w", err)
+	}
+	dir, err := os.MkdirTemp(opts.WorkDir, "build-")
+	if err != nil {
+		return nil, fmt.Errorf("creating build directory: %w", err)
+	}
+	r := &Result{dir: dir}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, r.Close())
+		}
+	}()
+
+	r.store, err = openStore(dir, opts.StorageDriver, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	env, err := newEnvironment(dir, opts, dockerfileBytes)
+	if err != nil {
+		return nil, err
+	}
+	if r.BaseDigests, err = loadBases(ctx, r.store, env, opts); err != nil {
+		return nil, err
+	}
+	steps := newStepLog(opts.Stderr)
+	buildOpts, err := buildahOptions(opts, env, dockerfileBytes, steps)
+	if err != nil {
+		return nil, err
+	}
+	restoreTMPDIR := setTMPDIR(env.tmpDir)
+	id, _, err := imagebuildah.BuildDockerfiles(ctx, r.store, buildOpts, opts.Dockerfile)
+	restoreTMPDIR()
+	r.Steps = steps.finish()
+	if err != nil {
+		return nil, fmt.Errorf("building %s: %w", filepath.Base(opts.Dockerfile), err)
+	}
+	maps.Copy(r.BaseDigests, pulledImages(r.store, id, r.BaseDigests))
+	r.Image, err = resultImage(r.store, id, opts, env)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close shuts the storage down (unmounting everything) and removes all
+// files Build made.
+func (r *Result) Close() error {
+	if r == nil || r.dir == "" {
+		return nil
+	}
+	var errs []error
+	if r.store != nil {
+		if _, err := r.store.Shutdown(true); err != nil {
+			errs = append(errs, fmt.Errorf("shutting down storage: %w", err))
+		}
+		r.store = nil
+	}
+	if err := removeAll(r.dir); err != nil {
+		errs = append(errs, err)
+	}
+	r.dir = ""
+	return errors.Join(errs...)
+}
+
+// loadBases loads every base into the store and returns name -> digest.
+func loadBases(ctx context.Context, store storage.Store, env *environment, opts Options) (map[string]string, error) {
+	digests := map[string]string{}
+	for _, b := range opts.Bases {
+		if err := loadBase(ctx, store, env.sys, b, opts.Log); err != nil {
+			return nil, err
+		}
+		digest, err := baseDigest(b)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range b.Names {
+			digests[n] = digest
+		}
+	}
+	return digests, nil
+}
+
+// buildahOptions are the options for imagebuildah.BuildDockerfiles.
+func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out io.Writer) (define.BuildOptions, error) {
+	labels, annotations, err := baseLabels(dockerfileBytes, opts)
+	if err != nil {
+		return define.BuildOptions{}, err
+	}
+	return define.BuildOptions{
+		ContextDirectory: opts.ContextDir,
+		PullPolicy:       define.PullIfMissing, // a loaded base is never looked up in a registry
+		Isolation:        define.IsolationChroot,
+		Args:             maps.Clone(opts.BuildArgs),
+		Target:           opts.Target,
+		Labels:           labels,
+		Annotations:      annotations,
+		OutputFormat:     env.manifestType,
+		// One layer per instruction, as docker build; with Squash, one
+		// layer per stage on top of the (untouched) base layers.
+		Layers:                  !opts.Squash,
+		NoCache:                 opts.NoCache,
+		RemoveIntermediateCtrs:  true,
+		ForceRmIntermediateCtrs: true,
+		Out:                     out,
+		Err:                     opts.Stderr,
+		SignaturePolicyPath:     env.sys.SignaturePolicyPath,
+		SystemContext:           env.sys,
+		CommonBuildOpts:         &define.CommonBuildOptions{Ulimit: env.ulimits, Secrets: env.secrets},
+		IDMappingOptions:        &define.IDMappingOptions{HostUIDMapping: true, HostGIDMapping: true},
+		NetworkInterface:        hostNetwork{},
+		MaxPullPushRetries:      2,
+		PullPushRetryDelay:      2 * time.Second,
+	}, nil
+}
+
+func withDefaults(opts Options) (Options, error) {
+	for what, p := range map[string]string{"context dir": opts.ContextDir, "Dockerfile": opts.Dockerfile, "work dir": opts.WorkDir} {
+		if !filepath.IsAbs(p) {
+			return opts, fmt.Errorf("build options: %s %q is not an absolute path", what, p)
+		}
+	}
+	if !slices.Contains([]string{"", "overlay", "vfs"}, opts.StorageDriver) {
+		return opts, fmt.Errorf("build options: unknown storage driver %q (want overlay or vfs)", opts.StorageDriver)
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.New()
+		opts.Log.SetOutput(opts.Stderr)
+	}
+	return opts, nil
+}
+
+// setTMPDIR points buildah's temporary files (it reads only $TMPDIR) into
+// dir and returns a function restoring the previous value.
+func setTMPDIR(dir string) (restore func()) {
+	old, had := os.LookupEnv("TMPDIR")
+	os.Setenv("TMPDIR", dir)
+	return func() {
+		if had {
+			os.Setenv("TMPDIR", old)
+		} else {
+			os.Unsetenv("TMPDIR")
+		}
+	}
+}
+
+// baseLabels returns opts.Labels plus org.opencontainers.image.base.name /
+// .base.digest when the final stage is built on a loaded base, as "k=v"
+// labels and (for OCI) annotations.
+func baseLabels(dockerfileBytes []byte, opts Options) (labels, annotations []string, err error) {
+	all := maps.Clone(opts.Labels)
+	if all == nil {
+		all = map[string]string{}
+	}
+	ref, err := dockerfile.FinalBase(dockerfileBytes, opts.BuildArgs, opts.Target)
+	if err != nil {
+		return nil, nil, err
+	}
+	var base map[string]string
+	for _, b := range opts.Bases {
+		if ref != nil && slices.Contains(b.Names, ref.Normalized) {
+			digest, err := baseDigest(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			base = map[string]string{
+				"org.opencontainers.image.base.name":   ref.Normalized,
+				"org.opencontainers.image.base.digest": digest,
+			}
+			break
+		}
+	}
+	for k, v := range base {
+		if _, set := all[k]; !set {
+			all[k] = v
+		}
+		if opts.ManifestFormat != "docker" {
+			annotations = append(annotations, k+"="+v)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		labels = append(labels, k+"="+all[k])
+	}
+	slices.Sort(annotations)
+	return labels, annotations, nil
+}
+
+// baseDigest is the manifest digest of a base: Digest, or its image's.
+func baseDigest(b Base) (string, error) {
+	if b.Digest != "" || b.Image == nil {
+		return b.Digest, nil
+	}
+	h, err := b.Image.Digest()
+	if err != nil {
+		return "", fmt.Errorf("computing digest of base %v: %w", b.Names, err)
+	}
+	return h.String(), nil
+}

@@ -1,0 +1,200 @@
+package build
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containers/buildah/define"
+	"github.com/containers/image/v5/types"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"golang.org/x/sys/unix"
+)
+
+// environment is what a build needs besides the storage, all of it under
+// the build directory so that nothing is read from /etc/containers or
+// written to /var.
+type environment struct {
+	sys          *types.SystemContext
+	tmpDir       string // TMPDIR for buildah, big temporary files
+	layersDir    string // compressed new layers for the result
+	manifestType string // define.OCIv1ImageManifest or define.Dockerv2ImageManifest
+	ulimits      []string
+	secrets      []string
+}
+
+func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
+	env := &environment{
+		tmpDir:    filepath.Join(dir, "tmp"),
+		layersDir: filepath.Join(dir, "layers"),
+	}
+	emptyDir := filepath.Join(dir, "empty")
+	for _, d := range []string{env.tmpDir, env.layersDir, emptyDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	switch opts.ManifestFormat {
+	case "", "oci":
+		env.manifestType = define.OCIv1ImageManifest
+	case "docker":
+		env.manifestType = define.Dockerv2ImageManifest
+	default:
+		return nil, fmt.Errorf("build options: unknown manifest format %q (want oci or docker)", opts.ManifestFormat)
+	}
+	var err error
+	if env.ulimits, err = currentUlimits(); err != nil {
+		return nil, err
+	}
+	if env.secrets, err = secretSpecs(opts.Secrets); err != nil {
+		return nil, err
+	}
+	hosts, err := pulledRegistries(dockerfileBytes, opts)
+	if err != nil {
+		return nil, err
+	}
+
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
+		return nil, fmt.Errorf("writing signature policy: %w", err)
+	}
+	authFile := filepath.Join(dir, "auth.json")
+	if err := writeAuthFile(authFile, hosts, opts.Auth); err != nil {
+		return nil, err
+	}
+	registriesConf := filepath.Join(dir, "registries.conf")
+	if err := writeRegistriesConf(registriesConf, hosts, opts.Insecure); err != nil {
+		return nil, err
+	}
+	env.sys = &types.SystemContext{
+		SignaturePolicyPath:         policy,
+		AuthFilePath:                authFile,
+		SystemRegistriesConfPath:    registriesConf,
+		SystemRegistriesConfDirPath: emptyDir,
+		RegistriesDirPath:           emptyDir,
+		UserShortNameAliasConfPath:  filepath.Join(dir, "short-name-aliases.conf"),
+		BlobInfoCacheDir:            filepath.Join(dir, "blob-info-cache"),
+		BigFilesTemporaryDir:        env.tmpDir,
+		DockerCertPath:              opts.CACertsDir,
+		DockerRegistryUserAgent:     "buildah-image-resource",
+		// FROM ubuntu means docker.io/library/ubuntu, as with docker build.
+		PodmanOnlyShortNamesIgnoreRegistriesConfAndForceDockerHub: true,
+	}
+	return env, nil
+}
+
+// currentUlimits keeps RUN at the current nofile/nproc limits: buildah would
+// otherwise raise them, which fails without CAP_SYS_RESOURCE.
+func currentUlimits() ([]string, error) {
+	format := func(v uint64) string {
+		if v == unix.RLIM_INFINITY {
+			return "-1"
+		}
+		return strconv.FormatUint(v, 10)
+	}
+	var specs []string
+	for _, l := range []struct {
+		name     string
+		resource int
+	}{{"nofile", unix.RLIMIT_NOFILE}, {"nproc", unix.RLIMIT_NPROC}} {
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(l.resource, &lim); err != nil {
+			return nil, fmt.Errorf("reading %s limit: %w", l.name, err)
+		}
+		specs = append(specs, fmt.Sprintf("%s=%s:%s", l.name, format(lim.Cur), format(lim.Max)))
+	}
+	return specs, nil
+}
+
+// secretSpecs turns id -> file into buildah's "id=..,src=..,type=file".
+func secretSpecs(secrets map[string]string) ([]string, error) {
+	var specs []string
+	for _, id := range slices.Sorted(maps.Keys(secrets)) {
+		path := secrets[id]
+		if id == "" || strings.ContainsAny(id, ",=") || strings.Contains(path, ",") {
+			return nil, fmt.Errorf("build options: secret id %q or its file path contains ',' or '='", id)
+		}
+		path, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("build options: secret %q: %w", id, err)
+		}
+		specs = append(specs, fmt.Sprintf("id=%s,src=%s,type=file", id, path))
+	}
+	return specs, nil
+}
+
+// pulledRegistries returns the registry hosts of the external images no
+// base covers: those are the ones buildah will pull.
+func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
+	refs, err := dockerfile.ExternalImages(dockerfileBytes, opts.BuildArgs, opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, ref := range refs {
+		if slices.ContainsFunc(opts.Bases, func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
+			continue
+		}
+		r, err := name.ParseReference(ref.Normalized)
+		if err != nil {
+			return nil, fmt.Errorf("Dockerfile line %d: %w", ref.Line, err)
+		}
+		host := r.Context().RegistryStr()
+		if host == name.DefaultRegistry {
+			host = "docker.io"
+		}
+		opts.Log.Infof("Dockerfile line %d: %s is not a loaded base, it will be pulled", ref.Line, ref.Original)
+		if !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	return hosts, nil
+}
+
+// writeAuthFile writes a containers auth.json (0600) with the credentials
+// auth gives for hosts. It is written even when empty so that no credentials
+// of the host machine are used.
+func writeAuthFile(path string, hosts []string, auth func(string) (string, string)) error {
+	type entry struct {
+		Auth string `json:"auth"`
+	}
+	auths := map[string]entry{}
+	for _, host := range hosts {
+		if auth == nil {
+			break
+		}
+		if user, pass := auth(host); user != "" || pass != "" {
+			auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+		}
+	}
+	data, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		return fmt.Errorf("encoding registry credentials: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing registry credentials file: %w", err)
+	}
+	return nil
+}
+
+// writeRegistriesConf writes a registries.conf marking the insecure hosts.
+func writeRegistriesConf(path string, hosts []string, insecure func(string) bool) error {
+	var b strings.Builder
+	b.WriteString("unqualified-search-registries = [\"docker.io\"]\n")
+	for _, host := range hosts {
+		if insecure != nil && insecure(host) {
+			fmt.Fprintf(&b, "\n[[registry]]\nlocation = %s\ninsecure = true\n", strconv.Quote(host))
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("writing registries.conf: %w", err)
+	}
+	return nil
+}

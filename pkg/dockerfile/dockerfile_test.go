@@ -1,0 +1,299 @@
+package dockerfile
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+const digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+const digestB = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+func TestExternalImages(t *testing.T) {
+	tests := []struct {
+		name       string
+		dockerfile string
+		args       map[string]string
+		target     string
+		want       []Ref
+	}{
+		{
+			name:       "short name",
+			dockerfile: "FROM ubuntu\nRUN true\n",
+			want:       []Ref{{"ubuntu", 1, "docker.io/library/ubuntu:latest"}},
+		},
+		{
+			name:       "qualified with port and digest",
+			dockerfile: "FROM registry.example.com:5000/team/base:1.0 AS a\nFROM busybox@" + digestA + "\nCOPY --from=a / /\n",
+			want: []Ref{
+				{"registry.example.com:5000/team/base:1.0", 1, "registry.example.com:5000/team/base:1.0"},
+				{"busybox@" + digestA, 2, "docker.io/library/busybox@" + digestA},
+			},
+		},
+		{
+			name:       "docker.io spellings",
+			dockerfile: "FROM index.docker.io/library/alpine:3 AS a\nFROM docker.io/foo/bar\nCOPY --from=a / /\n",
+			want: []Ref{
+				{"index.docker.io/library/alpine:3", 1, "docker.io/library/alpine:3"},
+				{"docker.io/foo/bar", 2, "docker.io/foo/bar:latest"},
+			},
+		},
+		{
+			name:       "ARG before FROM with default, both spellings",
+			dockerfile: "ARG BASE=ubuntu:22.04\nARG TAG=3\nFROM ${BASE}\nFROM alpine:$TAG\nCOPY --from=0 / /\n",
+			want: []Ref{
+				{"ubuntu:22.04", 3, "docker.io/library/ubuntu:22.04"},
+				{"alpine:3", 4, "docker.io/library/alpine:3"},
+			},
+		},
+		{
+			name:       "build arg overrides default",
+			dockerfile: "ARG BASE=ubuntu:22.04\nFROM $BASE\n",
+			args:       map[string]string{"BASE": "debian:12"},
+			want:       []Ref{{"debian:12", 2, "docker.io/library/debian:12"}},
+		},
+		{
+			name:       "quoted default using an earlier ARG, and a fallback",
+			dockerfile: "ARG REG=r.example.com\nARG IMG=\"${REG}/app\"\nARG UNSET\nFROM $IMG AS app\nFROM ${UNSET:-busybox}\nRUN --mount=from=app,target=/a true\n",
+			want: []Ref{
+				{"r.example.com/app", 4, "r.example.com/app:latest"},
+				{"busybox", 5, "docker.io/library/busybox:latest"},
+			},
+		},
+		{
+			name:       "stage names are not images",
+			dockerfile: "FROM golang:1.22 AS build\nRUN go build\nFROM build AS test\nFROM alpine:3\nCOPY --from=build /out /out\nCOPY --from=test /x /x\n",
+			want: []Ref{
+				{"golang:1.22", 1, "docker.io/library/golang:1.22"},
+				{"alpine:3", 4, "docker.io/library/alpine:3"},
+			},
+		},
+		{
+			name:       "stage names are case-insensitive, stage by index",
+			dockerfile: "FROM busybox AS Builder\nFROM scratch\nCOPY --from=builder /a /a\nCOPY --from=0 /b /b\n",
+			want:       []Ref{{"busybox", 1, "docker.io/library/busybox:latest"}},
+		},
+		{
+			name:       "COPY --from image and RUN --mount from image",
+			dockerfile: "FROM busybox AS b\nFROM scratch\nCOPY --from=alpine:3 /bin/sh /sh\nCOPY --from=b /x /x\nRUN --mount=type=bind,from=golang:1.22,target=/go --mount=type=cache,target=/c true\n",
+			want: []Ref{
+				{"busybox", 1, "docker.io/library/busybox:latest"},
+				{"alpine:3", 3, "docker.io/library/alpine:3"},
+				{"golang:1.22", 5, "docker.io/library/golang:1.22"},
+			},
+		},
+		{
+			name:       "--from with a stage-local ARG is skipped",
+			dockerfile: "FROM busybox AS a\nFROM scratch\nARG SRC=a\nCOPY --from=$SRC / /\n",
+			want:       nil,
+		},
+		{
+			name:       "scratch is not an image",
+			dockerfile: "FROM scratch\nCOPY a /a\n",
+			want:       nil,
+		},
+		{
+			name:       "target stops at its stage and skips unused stages",
+			dockerfile: "FROM alpine:3 AS unused\nFROM busybox AS base\nFROM base AS dev\nCOPY --from=golang:1.22 /a /a\nFROM ubuntu AS prod\n",
+			target:     "dev",
+			want: []Ref{
+				{"busybox", 2, "docker.io/library/busybox:latest"},
+				{"golang:1.22", 4, "docker.io/library/golang:1.22"},
+			},
+		},
+		{
+			name:       "default target is the last stage",
+			dockerfile: "FROM alpine:3 AS unused\nFROM busybox\n",
+			want:       []Ref{{"busybox", 2, "docker.io/library/busybox:latest"}},
+		},
+		{
+			name:       "continuation lines and comments keep line numbers",
+			dockerfile: "# syntax=docker/dockerfile:1\n\nFROM \\\n  busybox\n# c\nRUN echo \\\n  hi\nCOPY --from=alpine:3 / /\n",
+			want: []Ref{
+				{"busybox", 3, "docker.io/library/busybox:latest"},
+				{"alpine:3", 8, "docker.io/library/alpine:3"},
+			},
+		},
+		{
+			name:       "platform flag and lower-case instructions",
+			dockerfile: "from --platform=$BUILDPLATFORM busybox as b\nfrom b\n",
+			want:       []Ref{{"busybox", 1, "docker.io/library/busybox:latest"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ExternalImages([]byte(tt.dockerfile), tt.args, tt.target)
+			if err != nil {
+				t.Fatalf("ExternalImages: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExternalImagesErrors(t *testing.T) {
+	tests := []struct {
+		name, dockerfile, target, want string
+	}{
+		{"no FROM", "# nothing\n", "", "no FROM"},
+		{"instruction before FROM", "ARG A\nRUN true\nFROM busybox\n", "", "line 2: RUN before the first FROM"},
+		{"unknown instruction", "FROM busybox\nFROBNICATE x\n", "", `line 2: unknown instruction "FROBNICATE"`},
+		{"FROM without image", "FROM busybox\n\nFROM\n", "", "line 3:"},
+		{"bad AS", "FROM busybox AS\n", "", "line 1:"},
+		{"bad reference", "FROM busybox\nFROM Not_Valid:tag:x\n", "", "line 2: invalid image reference"},
+		{"empty expansion", "ARG BASE\nFROM $BASE\n", "", "line 2: FROM $BASE expands to an empty image name"},
+		{"bad expansion", "FROM ${BASE:?required}\n", "", "line 1: expanding"},
+		{"parser error names the line", "FROM busybox\nRUN true\nLABEL a\n", "", "line 3: LABEL must have two arguments"},
+		{"bad escape directive", "# escape=x\nFROM busybox\n", "", "line 1: invalid ESCAPE"},
+		{"unterminated heredoc", "FROM busybox\nRUN <<EOF\necho hi\n", "", "line 2:"},
+		{"unknown target", "FROM busybox AS a\n", "b", `target stage "b" not found`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ExternalImages([]byte(tt.dockerfile), nil, tt.target)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFinalBase(t *testing.T) {
+	tests := []struct {
+		name, dockerfile, target string
+		want                     *Ref
+	}{
+		{"single stage", "FROM busybox\n", "", &Ref{"busybox", 1, "docker.io/library/busybox:latest"}},
+		{"through stage chain", "FROM alpine:3 AS a\nFROM a AS b\nFROM golang AS c\nFROM b\n", "", &Ref{"alpine:3", 1, "docker.io/library/alpine:3"}},
+		{"target", "FROM alpine:3 AS a\nFROM golang AS c\nFROM a\n", "c", &Ref{"golang", 2, "docker.io/library/golang:latest"}},
+		{"scratch", "FROM busybox AS a\nFROM scratch\nCOPY --from=a / /\n", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FinalBase([]byte(tt.dockerfile), nil, tt.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMapBases(t *testing.T) {
+	ref := func(line int, image string) Ref {
+		n, err := Normalize(image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Ref{Original: image, Line: line, Normalized: n}
+	}
+	bases := []Base{
+		{Name: "busybox:latest", Digest: digestA},
+		{Name: "docker.io/library/ubuntu:24.04"},
+		{Name: "registry.example.com/base:1.0", Digest: digestB},
+	}
+	tests := []struct {
+		name      string
+		refs      []Ref
+		matches   []Match
+		uncovered []Ref
+		warnings  []string
+	}{
+		{
+			name: "busybox spellings all match",
+			refs: []Ref{ref(1, "busybox"), ref(2, "docker.io/library/busybox:latest"), ref(3, "busybox@"+digestA), ref(4, "index.docker.io/library/busybox")},
+			matches: []Match{
+				{ref(1, "busybox"), 0}, {ref(2, "docker.io/library/busybox:latest"), 0},
+				{ref(3, "busybox@"+digestA), 0}, {ref(4, "index.docker.io/library/busybox"), 0},
+			},
+		},
+		{
+			name:      "other tag is not substituted",
+			refs:      []Ref{ref(3, "ubuntu:22.04")},
+			uncovered: []Ref{ref(3, "ubuntu:22.04")},
+			warnings:  []string{"Dockerfile line 3 names ubuntu:22.04, loaded base is docker.io/library/ubuntu:24.04: not substituted"},
+		},
+		{
+			name:      "other digest is not substituted",
+			refs:      []Ref{ref(1, "busybox@"+digestB)},
+			uncovered: []Ref{ref(1, "busybox@"+digestB)},
+			warnings:  []string{"Dockerfile line 1 names busybox@" + digestB + ", loaded base is docker.io/library/busybox:latest (" + digestA + "): not substituted"},
+		},
+		{
+			name:    "private registry by tag and by digest",
+			refs:    []Ref{ref(1, "registry.example.com/base:1.0"), ref(2, "registry.example.com/base@"+digestB)},
+			matches: []Match{{ref(1, "registry.example.com/base:1.0"), 2}, {ref(2, "registry.example.com/base@"+digestB), 2}},
+		},
+		{
+			name:      "unrelated images are uncovered without warning",
+			refs:      []Ref{ref(1, "alpine:3"), ref(2, "registry.example.com/other:1.0")},
+			uncovered: []Ref{ref(1, "alpine:3"), ref(2, "registry.example.com/other:1.0")},
+		},
+		{
+			name:      "a ubuntu ref by digest does not match a base without digest",
+			refs:      []Ref{ref(5, "ubuntu@"+digestA)},
+			uncovered: []Ref{ref(5, "ubuntu@"+digestA)},
+			warnings:  []string{"Dockerfile line 5 names ubuntu@" + digestA + ", loaded base is docker.io/library/ubuntu:24.04: not substituted"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := MapBases(tt.refs, bases)
+			want := Mapping{Matches: tt.matches, Uncovered: tt.uncovered, Warnings: tt.warnings}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestMapBasesDigestInBaseName(t *testing.T) {
+	refs := []Ref{{Original: "busybox@" + digestA, Line: 1, Normalized: "docker.io/library/busybox@" + digestA}}
+	got := MapBases(refs, []Base{{Name: "busybox@" + digestA}})
+	if len(got.Matches) != 1 {
+		t.Fatalf("got %+v, want one match", got)
+	}
+}
+
+func FuzzExternalImages(f *testing.F) {
+	seeds := []string{
+		"FROM ubuntu\n",
+		"ARG BASE=ubuntu:22.04\nFROM ${BASE} AS b\nFROM $BASE\nCOPY --from=b / /\n",
+		"FROM golang AS build\nFROM scratch\nCOPY --from=build /a /a\nCOPY --from=alpine:3 /b /b\n",
+		"FROM busybox\nRUN --mount=type=bind,from=golang:1.22,target=/g --mount=type=secret,id=x cat /run/secrets/x\n",
+		"# escape=`\nFROM busybox\nRUN echo `\n  hi\n",
+		"FROM busybox@" + digestA + "\nRUN <<EOF\necho hi\nEOF\n",
+		"from --platform=$BUILDPLATFORM registry.example.com:5000/a/b:1 as x\nfrom x\n",
+		"FROM ${X:-busybox}\nFROM scratch\n",
+		"FROM\n",
+		"RUN x\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), "v", "")
+	}
+	f.Fuzz(func(t *testing.T, dockerfile []byte, arg string, target string) {
+		refs, err := ExternalImages(dockerfile, map[string]string{"BASE": arg}, target)
+		if err != nil {
+			return
+		}
+		for _, r := range refs {
+			if r.Line < 1 {
+				t.Fatalf("ref %+v has no line", r)
+			}
+			again, err := Normalize(r.Normalized)
+			if err != nil || again != r.Normalized {
+				t.Fatalf("normalized %q is not stable: %q, %v", r.Normalized, again, err)
+			}
+			if _, err := name.ParseReference(r.Normalized, name.StrictValidation); err != nil {
+				t.Fatalf("normalized %q is not fully qualified: %v", r.Normalized, err)
+			}
+		}
+		MapBases(refs, []Base{{Name: "busybox", Digest: digestA}, {Name: arg}})
+	})
+}
