@@ -56,7 +56,7 @@ func put(t *testing.T, dir string, src map[string]any, params map[string]any, en
 	return resp
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -65,7 +65,7 @@ func readFile(t *testing.T, path string) string {
 	return strings.TrimSpace(string(data))
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

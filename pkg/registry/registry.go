@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -104,8 +105,10 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 		remote.WithAuth(auth),
 		remote.WithTransport(rt),
 		remote.WithUserAgent("buildah-image-resource"),
-		// The transport retries; one try here keeps the two from multiplying.
-		remote.WithRetryBackoff(remote.Backoff{Steps: 1}),
+		// The transport retries requests; go-containerregistry retries only what the transport
+		// could not: streamed blob uploads, sent again whole.
+		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 4}),
+		remote.WithRetryPredicate(uploadRetry(log)),
 		remote.WithRetryStatusCodes(),
 	}
 	if src.MaxConcurrentUploads > 0 {
@@ -126,8 +129,8 @@ func (c *Client) Head(tag string) (*v1.Descriptor, error) {
 	err := c.read(func(repo name.Repository, opts []remote.Option) error {
 		ref := repo.Tag(tag)
 		d, err := remote.Head(ref, opts...)
-		if err != nil && !isNotFound(err) && !isAuthError(err) {
-			// Some registries refuse HEAD on manifests: GET says more.
+		if err != nil && !isNotFound(err) {
+			// A HEAD error has no body, and some registries refuse HEAD on manifests: GET says more.
 			var full *remote.Descriptor
 			if full, err = remote.Get(ref, opts...); err == nil {
 				d = &full.Descriptor
@@ -258,11 +261,6 @@ func isNotFound(err error) bool {
 		}
 	}
 	return false
-}
-
-func isAuthError(err error) bool {
-	var terr *transport.Error
-	return errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden)
 }
 
 // describe shortens registry errors to their message, dropping response dumps.

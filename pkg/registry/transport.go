@@ -41,8 +41,17 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for attempt := 1; ; attempt++ {
 		resp, err := t.next.RoundTrip(req)
 		wait, reason := t.retryAfter(attempt, resp, err)
-		if reason == "" || attempt >= t.policy.Attempts || waited+wait > t.policy.Budget || !replayable(req) {
-			return resp, err
+		if reason != "" && !replayable(req) {
+			return resp, err // a streamed upload: the write retries it whole (see uploadRetry)
+		}
+		if reason == "" || attempt >= t.policy.Attempts || waited+wait > t.policy.Budget {
+			if err != nil {
+				return resp, &finalError{err}
+			}
+			if req.Method == http.MethodGet && resp.StatusCode == http.StatusOK {
+				resp.Body = &resumingBody{t: t, req: req, body: resp.Body, size: resp.ContentLength}
+			}
+			return resp, nil
 		}
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -81,6 +90,102 @@ func (t *retryTransport) retryAfter(attempt int, resp *http.Response, err error)
 		return backoff, resp.Status
 	}
 	return 0, ""
+}
+
+// resumingBody goes on with a download cut short by a transient fault: it asks again for the
+// rest (a Range request), or skips what it already has when the registry sends the whole body.
+type resumingBody struct {
+	t       *retryTransport
+	req     *http.Request
+	body    io.ReadCloser
+	size    int64 // -1 when unknown
+	read    int64
+	retries int
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	for {
+		n, err := b.body.Read(p)
+		b.read += int64(n)
+		if err == nil || err == io.EOF || !transient(err) || b.retries+1 >= b.t.policy.Attempts {
+			return n, err
+		}
+		if resumeErr := b.resume(err); resumeErr != nil {
+			return n, resumeErr
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (b *resumingBody) resume(cause error) error {
+	b.retries++
+	wait := b.t.policy.Initial << (b.retries - 1)
+	b.t.log.Warnf("registry: GET %s cut short after %d bytes (%v); retry %d/%d in %s",
+		b.req.URL.Path, b.read, cause, b.retries, b.t.policy.Attempts-1, wait)
+	if err := sleep(b.req.Context(), wait); err != nil {
+		return err
+	}
+	b.body.Close()
+	body, err := b.rest()
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", b.req.URL.Path, errors.Join(cause, err))
+	}
+	b.body = body
+	return nil
+}
+
+// rest asks for the bytes not read yet: by range, else the whole body with the start skipped.
+func (b *resumingBody) rest() (io.ReadCloser, error) {
+	ranged := b.req.Clone(b.req.Context())
+	if b.size > 0 {
+		ranged.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", b.read, b.size-1))
+	} else {
+		ranged.Header.Set("Range", fmt.Sprintf("bytes=%d-", b.read))
+	}
+	resp, err := b.t.RoundTrip(ranged)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		return resp.Body, nil
+	}
+	resp.Body.Close()
+	if resp, err = b.t.RoundTrip(b.req.Clone(b.req.Context())); err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, errors.New(resp.Status)
+	}
+	if _, err := io.CopyN(io.Discard, resp.Body, b.read); err != nil {
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+func (b *resumingBody) Close() error { return b.body.Close() }
+
+// finalError is a request error this transport has already retried, or will not: nothing above
+// it should retry it again.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+func (e *finalError) Unwrap() error { return e.err }
+
+// uploadRetry says which errors go-containerregistry's write retries by sending a blob again:
+// transient faults of streamed uploads, which the transport cannot replay.
+func uploadRetry(log logrus.FieldLogger) func(error) bool {
+	return func(err error) bool {
+		var final *finalError
+		if errors.As(err, &final) || !transient(err) {
+			return false
+		}
+		log.Warnf("registry: upload failed (%v); sending the blob again", err)
+		return true
+	}
 }
 
 func transient(err error) bool {

@@ -46,6 +46,11 @@ func Main(cmd Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	log := NewLogger(os.Stderr)
+	// Libraries (buildah, containers/*) log through logrus's standard logger: the process's one,
+	// so it is set up here, once: our format, warnings and errors only unless debugging.
+	logrus.SetOutput(os.Stderr)
+	logrus.SetFormatter(lineFormatter{})
+	logrus.SetLevel(logrus.WarnLevel)
 	env := Env{Args: os.Args, Stdin: os.Stdin, Stderr: os.Stderr, Log: log, Getenv: os.Getenv}
 	response, err := cmd(ctx, env)
 	if err != nil {
@@ -83,9 +88,10 @@ func (lineFormatter) Format(e *logrus.Entry) ([]byte, error) {
 	return []byte(prefix + e.Message + "\n"), nil
 }
 
-// debug turns on debug lines when the source asks for them.
+// debug turns on debug lines, ours and the libraries', when the source asks for them.
 func debug(log *logrus.Logger, on bool) {
 	if on {
 		log.SetLevel(logrus.DebugLevel)
+		logrus.SetLevel(logrus.DebugLevel)
 	}
 }
