@@ -157,6 +157,9 @@ func openDockerArchive(path, ref string) (*Archive, error) {
 		}
 		tag = &t
 	}
+	if err := checkDockerArchive(path); err != nil {
+		return nil, err
+	}
 	img, err := tarball.ImageFromPath(path, tag)
 	if err != nil {
 		return nil, fmt.Errorf("read docker archive: %w", err)
@@ -174,6 +177,31 @@ func openDockerArchive(path, ref string) (*Archive, error) {
 		a.Name = ref
 	}
 	return a, nil
+}
+
+// checkDockerArchive makes sure every config and layer file manifest.json names is in the tar.
+func checkDockerArchive(path string) error {
+	t, err := indexTar(path)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	raw, err := readAll(t, "manifest.json")
+	if err != nil {
+		return fmt.Errorf("read manifest.json: %w", err)
+	}
+	var manifest tarball.Manifest
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		return fmt.Errorf("manifest.json: %w", err)
+	}
+	for _, image := range manifest {
+		for _, file := range append([]string{image.Config}, image.Layers...) {
+			if _, ok := t.entries[file]; !ok {
+				return fmt.Errorf("%s is listed in manifest.json but missing: the archive is incomplete", file)
+			}
+		}
+	}
+	return nil
 }
 
 // OpenDockerArchive opens the image named ref ("" for the only one) in a docker archive.
@@ -205,6 +233,7 @@ func openOCILayout(dir string, platform v1.Platform) (*Archive, error) {
 // blobStore reads the files of an OCI layout: index.json and blobs/sha256/<hex>.
 type blobStore interface {
 	open(file string) (io.ReadCloser, error)
+	size(file string) (int64, error)
 }
 
 func blobPath(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
@@ -286,7 +315,24 @@ func layoutImage(s blobStore, manifest []byte, mt types.MediaType) (v1.Image, er
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		if err := checkBlob(s, d); err != nil {
+			return nil, err
+		}
+	}
 	return partial.CompressedToImage(&storedImage{store: s, raw: manifest, mediaType: mt, manifest: m})
+}
+
+// checkBlob makes sure a blob the manifest lists is there, whole.
+func checkBlob(s blobStore, d v1.Descriptor) error {
+	size, err := s.size(blobPath(d.Digest))
+	if err != nil {
+		return fmt.Errorf("blob %s is missing", d.Digest)
+	}
+	if size != d.Size {
+		return fmt.Errorf("blob %s has %d bytes, the manifest says %d: the archive is truncated or corrupt", d.Digest, size, d.Size)
+	}
+	return nil
 }
 
 // storedImage is an image whose blobs are files of an OCI layout.
@@ -338,6 +384,14 @@ func (d dirBlobs) open(file string) (io.ReadCloser, error) {
 	return os.Open(filepath.Join(string(d), filepath.FromSlash(file)))
 }
 
+func (d dirBlobs) size(file string) (int64, error) {
+	info, err := os.Stat(filepath.Join(string(d), filepath.FromSlash(file)))
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
+}
+
 // tarBlobs is an OCI layout inside a tar file, read in place: entries are sections of the file.
 type tarBlobs struct {
 	f       *os.File
@@ -373,6 +427,14 @@ func (t *tarBlobs) open(file string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s: not in the archive", file)
 	}
 	return io.NopCloser(io.NewSectionReader(section, 0, section.Size())), nil
+}
+
+func (t *tarBlobs) size(file string) (int64, error) {
+	section, ok := t.entries[file]
+	if !ok {
+		return 0, fmt.Errorf("%s: not in the archive", file)
+	}
+	return section.Size(), nil
 }
 
 func (t *tarBlobs) Close() error { return t.f.Close() }

@@ -2,6 +2,8 @@ package imagefile
 
 import (
 	"archive/tar"
+	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +130,9 @@ func inside(root, name string) (string, error) {
 
 // Import makes a one-layer image of a root filesystem tarball (import_file), for the running platform.
 func Import(path string) (v1.Image, error) {
+	if err := checkTar(path); err != nil {
+		return nil, err
+	}
 	layer, err := tarball.LayerFromFile(path, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		return nil, fmt.Errorf("read rootfs tarball %s: %w", path, err)
@@ -145,4 +150,26 @@ func Import(path string) (v1.Image, error) {
 	cfg.OS, cfg.Architecture = runtime.GOOS, runtime.GOARCH
 	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	return mutate.ConfigFile(img, cfg)
+}
+
+// checkTar makes sure path is a tar archive, gzipped or not, with at least one entry.
+func checkTar(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read rootfs tarball %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	buffered := bufio.NewReader(f)
+	var r io.Reader = buffered
+	if magic, _ := buffered.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(buffered)
+		if err != nil {
+			return fmt.Errorf("%s: a broken gzip stream: %w", path, err)
+		}
+		r = gz
+	}
+	if _, err := tar.NewReader(r).Next(); err != nil {
+		return fmt.Errorf("%s: expected a tar archive of a root filesystem: %v", path, err)
+	}
+	return nil
 }
