@@ -48,6 +48,9 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{"out secret with both", `{"source":{"repository":"r"},"params":{"build":"a","secrets":{"s":{"env":"A","source":"b"}}}}`, "params.secrets.s: expected exactly one of env or source", out},
 		{"out bad cache_ttl", `{"source":{"repository":"r"},"params":{"build":"a","cache_ttl":"a week"}}`, "params.cache_ttl: expected a duration", out},
 		{"out tag and tag_file", `{"source":{"repository":"r"},"params":{"build":"a","tag":"t","tag_file":"t"}}`, "params.tag: cannot be combined with params.tag_file", out},
+		{"out cache_mounts without a repo", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts":true}}`, "params.cache_mounts: needs params.cache_repo", out},
+		{"out cache_mounts wrong type", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts":"yes"}}`, "params.cache_mounts: expected true or a list", out},
+		{"out bad max size", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts_max_size":"huge"}}`, "params.cache_mounts_max_size: expected a size", out},
 		{"out unsupported", `{"source":{"repository":"r"},"params":{"build":"a","pull_repository":"x"}}`, "params.pull_repository: not supported yet", out},
 	}
 	for _, c := range cases {
@@ -60,6 +63,21 @@ func TestDecodeNamesTheField(t *testing.T) {
 				t.Fatalf("error spans lines: %q", err)
 			}
 		})
+	}
+}
+
+func TestCacheMountParams(t *testing.T) {
+	req, err := DecodeOut(strings.NewReader(`{"source":{"repository":"r"},"params":{"build":"a","cache_repo":"r/cache","cache_mounts":["pip"],"cache_mounts_max_size":"1.5GiB"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := req.Params
+	if !p.CacheMounts.Keeps("pip") || p.CacheMounts.Keeps("apt") || *p.CacheMountsMaxSize != ByteSize(1.5*(1<<30)) {
+		t.Fatalf("cache mounts %+v, max %d", p.CacheMounts, *p.CacheMountsMaxSize)
+	}
+	req, _ = DecodeOut(strings.NewReader(`{"source":{"repository":"r"},"params":{"build":"a","cache_repo":"r/c","cache_mounts":true,"cache_mounts_max_size":1000}}`))
+	if !req.Params.CacheMounts.Keeps("anything") || *req.Params.CacheMountsMaxSize != 1000 {
+		t.Fatalf("cache_mounts: true keeps every mount: %+v", req.Params.CacheMounts)
 	}
 }
 

@@ -137,6 +137,11 @@ type OutParams struct {
 	CacheTTL      string   `json:"cache_ttl,omitempty"`
 	NoCacheStages []string `json:"no_cache_stages,omitempty"`
 
+	// RUN --mount=type=cache content kept in cache_repo (or read from gets).
+	CacheMounts        *CacheMounts `json:"cache_mounts,omitempty"`
+	CacheMountsMaxSize *ByteSize    `json:"cache_mounts_max_size,omitempty"`
+	CacheMountsFrom    []string     `json:"cache_mounts_from,omitempty"`
+
 	// Tags.
 	TagFile        string `json:"tag_file,omitempty"`
 	TagPrefix      string `json:"tag_prefix,omitempty"`
@@ -145,6 +150,28 @@ type OutParams struct {
 	Version        string `json:"version,omitempty"`
 	BumpAliases    bool   `json:"bump_aliases,omitempty"`
 }
+
+// CacheMounts says which cache mounts to keep: true for all, or a list of mount ids.
+type CacheMounts struct {
+	All bool
+	IDs []string
+}
+
+// Keeps reports whether the mount with this id is kept.
+func (c *CacheMounts) Keeps(id string) bool {
+	if c == nil {
+		return false
+	}
+	for _, kept := range c.IDs {
+		if kept == id {
+			return true
+		}
+	}
+	return c.All
+}
+
+// ByteSize is a size in bytes, written as a number or as "500MB", "2GiB".
+type ByteSize int64
 
 // Secret is a build secret for RUN --mount=type=secret: from an environment variable or a file.
 type Secret struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +97,41 @@ func (p *Platform) UnmarshalJSON(data []byte) error {
 		return &FieldError{Path: "platform", Msg: "expected both os and architecture"}
 	}
 	return nil
+}
+
+// UnmarshalJSON accepts true, false or a list of mount ids.
+func (c *CacheMounts) UnmarshalJSON(data []byte) error {
+	if json.Unmarshal(data, &c.All) == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, &c.IDs); err != nil {
+		return &FieldError{Path: "cache_mounts", Msg: "expected true or a list of cache mount ids"}
+	}
+	return nil
+}
+
+// UnmarshalJSON accepts a number of bytes or a string such as "500MB" or "2GiB".
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	var n int64
+	if json.Unmarshal(data, &n) == nil && n > 0 {
+		*b = ByteSize(n)
+		return nil
+	}
+	var s string
+	_ = json.Unmarshal(data, &s)
+	units := []struct {
+		suffix string
+		factor int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if number, ok := strings.CutSuffix(strings.TrimSpace(s), u.suffix); ok {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(number), 64); err == nil && v > 0 {
+				*b = ByteSize(v * float64(u.factor))
+				return nil
+			}
+		}
+	}
+	return &FieldError{Path: "cache_mounts_max_size", Msg: fmt.Sprintf("expected a size such as 2GiB or 500MB, got %s", data)}
 }
 
 // String formats the platform as os/arch[/variant].
@@ -233,6 +269,9 @@ func (p OutParams) validate() error {
 		if _, err := time.ParseDuration(p.CacheTTL); err != nil {
 			return fieldErr("params.cache_ttl", "expected a duration such as 168h, got %q", p.CacheTTL)
 		}
+	}
+	if p.CacheMounts != nil && (p.CacheMounts.All || len(p.CacheMounts.IDs) > 0) && p.CacheRepo == "" && len(p.CacheMountsFrom) == 0 {
+		return fieldErr("params.cache_mounts", "needs params.cache_repo (or cache_mounts_from) to keep the mounts in")
 	}
 	if p.TagPrefix != "" && !ValidTag(p.TagPrefix+"x") {
 		return fieldErr("params.tag_prefix", "expected tag characters, got %q", p.TagPrefix)

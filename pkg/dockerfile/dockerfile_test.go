@@ -297,3 +297,19 @@ func FuzzExternalImages(f *testing.F) {
 		MapBases(refs, []Base{{Name: "busybox", Digest: digestA}, {Name: arg}})
 	})
 }
+
+func TestCacheMounts(t *testing.T) {
+	got, err := CacheMounts([]byte("FROM a\nRUN --mount=type=cache,target=/root/.cache/pip pip install x\n" +
+		"RUN --mount=type=secret,id=s --mount=type=cache,id=apt,target=/var/cache/apt,uid=0 apt-get update\n" +
+		"FROM b\nRUN --mount=type=cache,target=/root/.cache/pip true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CacheMount{{ID: "/root/.cache/pip", Target: "/root/.cache/pip", Line: 2}, {ID: "apt", Target: "/var/cache/apt", Line: 3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if _, err := CacheMounts([]byte("FROM a\nRUN --mount=type=cache,id=x true\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("a cache mount without target: %v", err)
+	}
+}

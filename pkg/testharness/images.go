@@ -147,7 +147,7 @@ func Busybox(arch string) (v1.Image, error) {
 		file("bin/busybox", 0o755, busybox),
 	}
 	applets := []string{"sh", "ls", "cat", "echo", "touch", "mkdir", "rm", "cp", "mv", "date",
-		"head", "tr", "wc", "sleep", "env", "test", "true", "false", "grep", "sed", "tar", "dd"}
+		"head", "tr", "wc", "sleep", "env", "test", "true", "false", "grep", "sed", "tar", "dd", "wget"}
 	for _, applet := range applets {
 		entries = append(entries, symlink("bin/"+applet, "busybox"))
 	}

@@ -1,0 +1,168 @@
+package resource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/cachemount"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/registry"
+)
+
+// defaultCacheMountMax bounds a cache mount that is pushed when cache_mounts_max_size is not set.
+const defaultCacheMountMax = 2 << 30
+
+// cacheMounts keeps RUN --mount=type=cache directories across fresh workers: restored before the
+// build from gets (cache_mounts_from) or cache_repo:mount-<id>, and pushed back after a
+// successful build when their content changed.
+type cacheMounts struct {
+	mounts   []dockerfile.CacheMount
+	restored map[string]v1.Hash // id -> content restored
+	repo     *registry.Client   // nil without cache_repo
+	tmpDir   string
+	maxSize  int64
+	env      Env
+}
+
+// restoreCacheMounts fills the cache mounts the params keep into tmpDir, buildah's TMPDIR for the
+// build. A mount with nothing saved starts empty; a failure to restore is a warning.
+func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, dockerfileText []byte, tmpDir string, env Env) (*cacheMounts, error) {
+	p := req.Params
+	if p.CacheMounts == nil || p.NoCache {
+		return nil, nil
+	}
+	all, err := dockerfile.CacheMounts(dockerfileText)
+	if err != nil {
+		return nil, fmt.Errorf("params.dockerfile: %w", err)
+	}
+	c := &cacheMounts{restored: map[string]v1.Hash{}, tmpDir: tmpDir, maxSize: defaultCacheMountMax, env: env}
+	if p.CacheMountsMaxSize != nil {
+		c.maxSize = int64(*p.CacheMountsMaxSize)
+	}
+	for _, m := range all {
+		if p.CacheMounts.Keeps(m.ID) {
+			c.mounts = append(c.mounts, m)
+		}
+	}
+	if p.CacheRepo != "" {
+		src := req.Source
+		src.Repository = p.CacheRepo
+		if c.repo, err = registry.New(ctx, src, env.Log); err != nil {
+			return nil, fmt.Errorf("params.cache_repo: %w", err)
+		}
+	}
+	fromGets := c.openGets(dir, p.CacheMountsFrom)
+	for _, m := range c.mounts {
+		start := time.Now()
+		img, from := fromGets[m.ID], "a get"
+		if img == nil {
+			img, from = c.fromRepo(m), c.repoRef(m)
+		}
+		if img == nil {
+			env.Log.Infof("cache mount %s: nothing saved yet, starting empty", m.ID)
+			continue
+		}
+		content, err := cachemount.Restore(img, cachemount.Dir(tmpDir, m))
+		if err != nil {
+			env.Log.Warnf("cache mount %s: cannot restore from %s: %v; starting empty", m.ID, from, err)
+			os.RemoveAll(cachemount.Dir(tmpDir, m))
+			continue
+		}
+		c.restored[m.ID] = content
+		env.Log.Infof("cache mount %s: restored %s from %s in %.1fs", m.ID, sizeOf(img), from, time.Since(start).Seconds())
+	}
+	return c, nil
+}
+
+// openGets reads the cache mount images of cache_mounts_from, by mount id.
+func (c *cacheMounts) openGets(dir string, dirs []string) map[string]v1.Image {
+	images := map[string]v1.Image{}
+	for _, d := range dirs {
+		a, err := imagefile.Open(filepath.Join(dir, d), v1.Platform{})
+		if err != nil {
+			c.env.Log.Warnf("params.cache_mounts_from: %s: %v; ignored", d, err)
+			continue
+		}
+		if id := cachemount.MountID(a.Image); id != "" {
+			images[id] = a.Image
+		} else {
+			c.env.Log.Warnf("params.cache_mounts_from: %s holds no cache mount; ignored", d)
+		}
+	}
+	return images
+}
+
+func (c *cacheMounts) repoRef(m dockerfile.CacheMount) string {
+	if c.repo == nil {
+		return ""
+	}
+	return c.repo.Name() + ":" + cachemount.Tag(m)
+}
+
+func (c *cacheMounts) fromRepo(m dockerfile.CacheMount) v1.Image {
+	if c.repo == nil {
+		return nil
+	}
+	desc, err := c.repo.Head(cachemount.Tag(m))
+	if err != nil || desc == nil {
+		if err != nil {
+			c.env.Log.Warnf("cache mount %s: %v", m.ID, err)
+		}
+		return nil
+	}
+	fetched, err := c.repo.Get(desc.Digest.String(), v1.Platform{})
+	if err != nil {
+		c.env.Log.Warnf("cache mount %s: %v", m.ID, err)
+		return nil
+	}
+	return fetched.Image
+}
+
+// save pushes each mount whose content changed. Its failures are warnings: the image is built.
+func (c *cacheMounts) save() {
+	if c == nil {
+		return
+	}
+	for _, m := range c.mounts {
+		dir := cachemount.Dir(c.tmpDir, m)
+		if _, err := os.Stat(dir); err != nil {
+			continue // the step ran from the layer cache: the mount was not used
+		}
+		start := time.Now()
+		packed, err := cachemount.Pack(dir, c.tmpDir, m, c.maxSize)
+		switch {
+		case errors.Is(err, cachemount.ErrTooBig):
+			c.env.Log.Warnf("cache mount %s: %v (params.cache_mounts_max_size): not saved", m.ID, err)
+			continue
+		case err != nil:
+			c.env.Log.Warnf("cache mount %s: %v: not saved", m.ID, err)
+			continue
+		case packed.Content == c.restored[m.ID]:
+			c.env.Log.Infof("cache mount %s: unchanged, not pushed", m.ID)
+			continue
+		case c.repo == nil:
+			continue
+		}
+		if _, err := c.repo.Push(packed.Image, []string{cachemount.Tag(m)}, nil); err != nil {
+			c.env.Log.Warnf("cache mount %s: push: %v", m.ID, err)
+			continue
+		}
+		c.env.Log.Infof("cache mount %s: saved %.1f MB to %s in %.1fs", m.ID, float64(packed.Size)/(1<<20), c.repoRef(m), time.Since(start).Seconds())
+	}
+}
+
+func sizeOf(img v1.Image) string {
+	size, err := imageSize(img)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f MB", float64(size)/(1<<20))
+}
