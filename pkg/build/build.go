@@ -6,7 +6,8 @@
 // containers/*. Bases that a Concourse get already fetched are loaded into
 // the storage before the build (no registry contact for them), and the built
 // image reuses their original compressed layers, so a push uploads only the
-// new layers.
+// new layers. An earlier image of the same build can serve as cache on a
+// fresh storage (Cache): the steps it has are not run and keep its layers.
 //
 // A binary using this package must call Reexec first thing in main.
 package build
@@ -25,9 +26,11 @@ import (
 	"github.com/containers/buildah"
 	"github.com/containers/buildah/define"
 	"github.com/containers/buildah/imagebuildah"
+	"github.com/containers/image/v5/docker/reference"
 	"github.com/containers/storage"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"github.com/imagesmith/buildah-image-resource/pkg/imageconfig"
 	"github.com/sirupsen/logrus"
 )
 
@@ -42,12 +45,21 @@ type Options struct {
 	ContextDir string // absolute path of the build context
 	Dockerfile string // absolute path of the Dockerfile
 	BuildArgs  map[string]string
-	Labels     map[string]string
-	Target     string
+	// Labels are laid over the built image's config (after the build: they are no step).
+	Labels map[string]string
+	Target string
 	// Secrets maps a secret id to the path of a file holding it, for
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
+	// Cache, when set, is an earlier image of this build whose leading steps of the final stage
+	// are reused (see Cache).
+	Cache *Cache
+	// CacheRepo is a repository for per-step cache images (buildah's cache-to), read too
+	// (cache-from) when CacheRepoRead is set. CacheTTL ignores older ones.
+	CacheRepo     string
+	CacheRepoRead bool
+	CacheTTL      time.Duration
 	// Squash merges the layers the build adds into one, keeping the base's
 	// layers as they are (docker build --squash): a push still reuses them.
 	Squash bool
@@ -58,6 +70,9 @@ type Options struct {
 	// WorkDir is a private directory for the storage, run root, temporary
 	// files and policy; Close removes everything Build put there.
 	WorkDir string
+	// TempDir is buildah's TMPDIR: RUN --mount=type=cache directories live below it, so a
+	// caller can fill them before the build and read them after it. "" = inside WorkDir.
+	TempDir string
 	// Auth gives credentials for pulling FROM images no base covers; nil =
 	// anonymous.
 	Auth func(registryHost string) (username, password string)
@@ -94,6 +109,7 @@ type Step struct {
 	Number, Total int // position within the stage (Total 0 if unknown)
 	Instruction   string
 	Duration      time.Duration
+	Cached        bool // buildah's layer cache had it: it did not run
 }
 
 // Result is a built image. It is valid until Close.
@@ -105,6 +121,11 @@ type Result struct {
 	Steps []Step
 	// BaseDigests maps each base name (loaded or pulled) to its digest.
 	BaseDigests map[string]string
+	// Labels are the labels laid over the config (Options.Labels and the base's name and
+	// digest); ReplacedLabels the values they replaced.
+	Labels, ReplacedLabels map[string]string
+	// CacheBytesRead counts the bytes of layers read from Options.Cache.
+	CacheBytesRead int64
 
 	dir   string // everything Build made, under Options.WorkDir
 	store storage.Store
@@ -142,6 +163,12 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if r.BaseDigests, err = loadBases(ctx, r.store, env, opts); err != nil {
 		return nil, err
 	}
+	if opts.Cache != nil {
+		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.Cache, opts.Log)
+		if err != nil {
+			opts.Log.Warnf("cache: %v; building without it", err)
+		}
+	}
 	steps := newStepLog(opts.Stderr)
 	buildOpts, err := buildahOptions(opts, env, dockerfileBytes, steps)
 	if err != nil {
@@ -157,6 +184,12 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	maps.Copy(r.BaseDigests, pulledImages(r.store, id, r.BaseDigests))
 	r.Image, err = resultImage(r.store, id, opts, env)
 	if err != nil {
+		return nil, err
+	}
+	if r.Labels, err = Labels(dockerfileBytes, opts); err != nil {
+		return nil, err
+	}
+	if r.Image, r.ReplacedLabels, err = imageconfig.WithLabels(r.Image, r.Labels, nil); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -202,7 +235,11 @@ func loadBases(ctx context.Context, store storage.Store, env *environment, opts 
 
 // buildahOptions are the options for imagebuildah.BuildDockerfiles.
 func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out io.Writer) (define.BuildOptions, error) {
-	labels, annotations, err := baseLabels(dockerfileBytes, opts)
+	annotations, err := baseAnnotations(dockerfileBytes, opts)
+	if err != nil {
+		return define.BuildOptions{}, err
+	}
+	cacheFrom, cacheTo, err := cacheRepos(opts)
 	if err != nil {
 		return define.BuildOptions{}, err
 	}
@@ -212,13 +249,15 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 		Isolation:        define.IsolationChroot,
 		Args:             maps.Clone(opts.BuildArgs),
 		Target:           opts.Target,
-		Labels:           labels,
 		Annotations:      annotations,
 		OutputFormat:     env.manifestType,
 		// One layer per instruction, as docker build; with Squash, one
 		// layer per stage on top of the (untouched) base layers.
 		Layers:                  !opts.Squash,
 		NoCache:                 opts.NoCache,
+		CacheFrom:               cacheFrom,
+		CacheTo:                 cacheTo,
+		CacheTTL:                opts.CacheTTL,
 		RemoveIntermediateCtrs:  true,
 		ForceRmIntermediateCtrs: true,
 		Out:                     out,
@@ -266,45 +305,76 @@ func setTMPDIR(dir string) (restore func()) {
 	}
 }
 
-// baseLabels returns opts.Labels plus org.opencontainers.image.base.name /
-// .base.digest when the final stage is built on a loaded base, as "k=v"
-// labels and (for OCI) annotations.
-func baseLabels(dockerfileBytes []byte, opts Options) (labels, annotations []string, err error) {
+// Labels are the labels a build lays over its config: opts.Labels, plus
+// org.opencontainers.image.base.name / .base.digest when the final stage is built on a loaded
+// base (opts.Labels win).
+func Labels(dockerfileBytes []byte, opts Options) (map[string]string, error) {
 	all := maps.Clone(opts.Labels)
 	if all == nil {
 		all = map[string]string{}
 	}
-	ref, err := dockerfile.FinalBase(dockerfileBytes, opts.BuildArgs, opts.Target)
+	base, err := loadedBaseLabels(dockerfileBytes, opts)
 	if err != nil {
-		return nil, nil, err
-	}
-	var base map[string]string
-	for _, b := range opts.Bases {
-		if ref != nil && slices.Contains(b.Names, ref.Normalized) {
-			digest, err := baseDigest(b)
-			if err != nil {
-				return nil, nil, err
-			}
-			base = map[string]string{
-				"org.opencontainers.image.base.name":   ref.Normalized,
-				"org.opencontainers.image.base.digest": digest,
-			}
-			break
-		}
+		return nil, err
 	}
 	for k, v := range base {
 		if _, set := all[k]; !set {
 			all[k] = v
 		}
-		if opts.ManifestFormat != "docker" {
-			annotations = append(annotations, k+"="+v)
+	}
+	return all, nil
+}
+
+// baseAnnotations are the base's name and digest as "k=v" manifest annotations (OCI only).
+func baseAnnotations(dockerfileBytes []byte, opts Options) ([]string, error) {
+	if opts.ManifestFormat == "docker" {
+		return nil, nil
+	}
+	base, err := loadedBaseLabels(dockerfileBytes, opts)
+	if err != nil {
+		return nil, err
+	}
+	var annotations []string
+	for _, k := range slices.Sorted(maps.Keys(base)) {
+		annotations = append(annotations, k+"="+base[k])
+	}
+	return annotations, nil
+}
+
+// loadedBaseLabels names the loaded base the final stage is built on, if any.
+func loadedBaseLabels(dockerfileBytes []byte, opts Options) (map[string]string, error) {
+	ref, err := dockerfile.FinalBase(dockerfileBytes, opts.BuildArgs, opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range opts.Bases {
+		if ref != nil && slices.Contains(b.Names, ref.Normalized) {
+			digest, err := baseDigest(b)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{
+				"org.opencontainers.image.base.name":   ref.Normalized,
+				"org.opencontainers.image.base.digest": digest,
+			}, nil
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(all)) {
-		labels = append(labels, k+"="+all[k])
+	return nil, nil
+}
+
+// cacheRepos are buildah's cache-from and cache-to repositories.
+func cacheRepos(opts Options) (from, to []reference.Named, err error) {
+	if opts.CacheRepo == "" {
+		return nil, nil, nil
 	}
-	slices.Sort(annotations)
-	return labels, annotations, nil
+	repo, err := reference.ParseNormalizedNamed(opts.CacheRepo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache repository %q: %w", opts.CacheRepo, err)
+	}
+	if opts.CacheRepoRead {
+		from = []reference.Named{repo}
+	}
+	return from, []reference.Named{repo}, nil
 }
 
 // baseDigest is the manifest digest of a base: Digest, or its image's.

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/containers/buildah/define"
@@ -52,7 +54,7 @@ func resultImage(store storage.Store, id string, opts Options, env *environment)
 		}
 	}
 
-	baseLayers, err := baseLayersByDiffID(opts.Bases, img.mediaType)
+	baseLayers, err := knownLayersByDiffID(opts, img.mediaType)
 	if err != nil {
 		return nil, err
 	}
@@ -74,26 +76,33 @@ func resultImage(store storage.Store, id string, opts Options, env *environment)
 	return img.toV1()
 }
 
-// baseLayersByDiffID maps the diffIDs of the bases' layers to those layers,
-// with media types fit for the result's manifest type.
-func baseLayersByDiffID(bases []Base, manifestType types.MediaType) (map[v1.Hash]v1.Layer, error) {
+// knownLayersByDiffID maps the diffIDs of the layers of the bases and of the cache image to
+// those layers, with media types fit for the result's manifest type: a layer the result shares
+// with them keeps its compressed bytes (and digest), so a registry holding it receives nothing.
+func knownLayersByDiffID(opts Options, manifestType types.MediaType) (map[v1.Hash]v1.Layer, error) {
 	byDiffID := map[v1.Hash]v1.Layer{}
-	for _, b := range bases {
-		if b.Image == nil {
-			continue
+	images := map[string]v1.Image{}
+	for _, b := range opts.Bases {
+		if b.Image != nil {
+			images[fmt.Sprintf("base %v", b.Names)] = b.Image
 		}
-		layers, err := b.Image.Layers()
+	}
+	if opts.Cache != nil {
+		images["cache image "+opts.Cache.Ref] = opts.Cache.Image
+	}
+	for _, what := range slices.Sorted(maps.Keys(images)) {
+		layers, err := images[what].Layers()
 		if err != nil {
-			return nil, fmt.Errorf("reading layers of base %v: %w", b.Names, err)
+			return nil, fmt.Errorf("reading layers of %s: %w", what, err)
 		}
 		for _, l := range layers {
 			diffID, err := l.DiffID()
 			if err != nil {
-				return nil, fmt.Errorf("reading layers of base %v: %w", b.Names, err)
+				return nil, fmt.Errorf("reading layers of %s: %w", what, err)
 			}
 			mt, err := l.MediaType()
 			if err != nil {
-				return nil, fmt.Errorf("reading layers of base %v: %w", b.Names, err)
+				return nil, fmt.Errorf("reading layers of %s: %w", what, err)
 			}
 			want, ok := layerMediaType(manifestType, mt)
 			if !ok {

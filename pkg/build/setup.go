@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -32,7 +33,7 @@ type environment struct {
 
 func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
 	env := &environment{
-		tmpDir:    filepath.Join(dir, "tmp"),
+		tmpDir:    cmp.Or(opts.TempDir, filepath.Join(dir, "tmp")),
 		layersDir: filepath.Join(dir, "layers"),
 	}
 	emptyDir := filepath.Join(dir, "empty")
@@ -59,6 +60,15 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 	hosts, err := pulledRegistries(dockerfileBytes, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.CacheRepo != "" {
+		repo, err := name.NewRepository(opts.CacheRepo)
+		if err != nil {
+			return nil, fmt.Errorf("build options: cache repository %q: %w", opts.CacheRepo, err)
+		}
+		if host := registryHost(repo); !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
 	}
 
 	policy := filepath.Join(dir, "policy.json")
@@ -146,10 +156,7 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("Dockerfile line %d: %w", ref.Line, err)
 		}
-		host := r.Context().RegistryStr()
-		if host == name.DefaultRegistry {
-			host = "docker.io"
-		}
+		host := registryHost(r.Context())
 		opts.Log.Infof("Dockerfile line %d: %s is not a loaded base, it will be pulled", ref.Line, ref.Original)
 		if !slices.Contains(hosts, host) {
 			hosts = append(hosts, host)
@@ -197,4 +204,12 @@ func writeRegistriesConf(path string, hosts []string, insecure func(string) bool
 		return fmt.Errorf("writing registries.conf: %w", err)
 	}
 	return nil
+}
+
+// registryHost is the registry of repo as containers/image names it (docker.io for Docker Hub).
+func registryHost(repo name.Repository) string {
+	if host := repo.RegistryStr(); host != name.DefaultRegistry {
+		return host
+	}
+	return "docker.io"
 }

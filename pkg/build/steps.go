@@ -14,6 +14,9 @@ import (
 // "STEP 3/7: RUN make" or "[2/3] STEP 1/4: FROM busybox AS b".
 var stepHeader = regexp.MustCompile(`^(?:\[(\d+)/(\d+)\] )?STEP (\d+)(?:/(\d+))?: ([^\n]*)\n$`)
 
+// cacheLine matches the line buildah prints when its layer cache has the running step.
+var cacheLine = regexp.MustCompile(`^--> Using cache `)
+
 // commitLine matches the line buildah prints when it commits a stage's
 // last step: it ends the current step.
 var commitLine = regexp.MustCompile(`^(?:\[\d+/\d+\] )?COMMIT\b`)
@@ -45,6 +48,8 @@ func (s *stepLog) Write(p []byte) (int, error) {
 		s.startStep(m)
 	} else if commitLine.Match(p) {
 		s.endStep()
+	} else if cacheLine.Match(p) && s.header != "" {
+		s.steps[len(s.steps)-1].Cached = true
 	}
 	return s.w.Write(p)
 }

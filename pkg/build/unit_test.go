@@ -2,9 +2,11 @@ package build
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ func TestStepLog(t *testing.T) {
 	for _, w := range []string{
 		"[1/2] STEP 1/2: FROM busybox AS b\n",
 		"[1/2] STEP 2/2: RUN make\n",
+		"--> Using cache 0123456789abcdef\n",
 		"STEP 1/2: not a header, RUN output mid-line",
 		"\n--> 1234\n",
 		"[2/2] STEP 1/1: FROM b\n",
@@ -31,9 +34,9 @@ func TestStepLog(t *testing.T) {
 	steps := s.finish()
 	var got []string
 	for _, st := range steps {
-		got = append(got, strings.Join([]string{st.Instruction, strconv.Itoa(st.Stage), strconv.Itoa(st.Stages), strconv.Itoa(st.Number), strconv.Itoa(st.Total)}, "|"))
+		got = append(got, strings.Join([]string{st.Instruction, strconv.Itoa(st.Stage), strconv.Itoa(st.Stages), strconv.Itoa(st.Number), strconv.Itoa(st.Total), strconv.FormatBool(st.Cached)}, "|"))
 	}
-	want := []string{"FROM busybox AS b|1|2|1|2", "RUN make|1|2|2|2", "FROM b|2|2|1|1", "ADD . /src|0|0|12|0"}
+	want := []string{"FROM busybox AS b|1|2|1|2|false", "RUN make|1|2|2|2|true", "FROM b|2|2|1|1|false", "ADD . /src|0|0|12|0|false"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("steps:\n%v\nwant\n%v", got, want)
 	}
@@ -98,9 +101,18 @@ func TestBaseLabels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			labels, ann, err := baseLabels([]byte(tt.dockerfile), Options{Bases: bases, Labels: tt.labels, ManifestFormat: tt.format})
+			opts := Options{Bases: bases, Labels: tt.labels, ManifestFormat: tt.format}
+			all, err := Labels([]byte(tt.dockerfile), opts)
 			if err != nil {
 				t.Fatal(err)
+			}
+			ann, err := baseAnnotations([]byte(tt.dockerfile), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var labels []string
+			for _, k := range slices.Sorted(maps.Keys(all)) {
+				labels = append(labels, k+"="+all[k])
 			}
 			if !reflect.DeepEqual(labels, tt.wantLabels) || !reflect.DeepEqual(ann, tt.wantAnn) {
 				t.Errorf("labels %v, annotations %v", labels, ann)

@@ -126,7 +126,7 @@ func writeTar(w io.Writer, dir string, maxSize int64) (int64, error) {
 			return nil
 		}
 		if size += info.Size(); size > maxSize {
-			return fmt.Errorf("%s: %w of %d bytes", dir, ErrTooBig, maxSize)
+			return fmt.Errorf("%w of %d bytes", ErrTooBig, maxSize)
 		}
 		return copyFile(tw, path)
 	})

@@ -46,7 +46,7 @@ func (m *Meter) Add(n int64) {
 	}
 	m.last = now
 	rate := float64(m.done) / now.Sub(m.start).Seconds()
-	m.log.Infof("%s %s / %s (%s/s)", m.verb, size(m.done), size(m.total), size(int64(rate)))
+	m.log.Infof("%s %s / %s (%s/s)", m.verb, Size(m.done), Size(m.total), Size(int64(rate)))
 }
 
 // Set records absolute progress, as upload updates report it, and logs like Add.
@@ -68,10 +68,11 @@ func (m *Meter) Updates(updates <-chan v1.Update) {
 func (m *Meter) Done() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.log.Infof("%s %s in %.1fs", m.verb, size(m.done), m.now().Sub(m.start).Seconds())
+	m.log.Infof("%s %s in %.1fs", m.verb, Size(m.done), m.now().Sub(m.start).Seconds())
 }
 
-func size(n int64) string {
+// Size writes a byte count for a log line: KB below a MiB, MB above.
+func Size(n int64) string {
 	const mb = 1 << 20
 	if n < mb {
 		return strconv.FormatFloat(float64(n)/1024, 'f', 1, 64) + " KB"

@@ -25,9 +25,18 @@ import (
 // builtImage is an image built for a put; close removes the build's storage and files.
 type builtImage struct {
 	image        v1.Image
-	mountSources map[v1.Hash]string // base layers -> the base they came from
+	mountSources map[v1.Hash]string // layers -> an image on the registry holding them
 	metadata     []api.MetadataField
-	close        func()
+	closers      []func()
+}
+
+func (b *builtImage) onClose(f func()) { b.closers = append(b.closers, f) }
+
+// close releases what the build holds, last acquired first.
+func (b *builtImage) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
 }
 
 // concourseVars are the build's environment variables that build_args may name, as in docker-image-resource.
@@ -35,12 +44,91 @@ var concourseVars = []string{"BUILD_ID", "BUILD_NAME", "BUILD_JOB_NAME", "BUILD_
 
 // buildImage builds the put's Dockerfile: it reads the build args and labels, loads the bases that
 // gets saved (every FROM naming one uses it, unchanged), refuses uncovered FROMs when offline,
-// and builds with buildah.
-func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env) (_ *builtImage, err error) {
+// computes the cache keys and reads the cache images the params name, and then either reuses a
+// cache image that has every step (nothing runs) or builds with buildah, reusing the steps that
+// hit. tag is the tag being pushed, the default cache_tag.
+func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, tag string) (_ *builtImage, err error) {
+	p := req.Params
+	opts, dockerfileText, err := buildOptions(dir, req, env)
+	if err != nil {
+		return nil, err
+	}
+	bases, closeBases, err := openBases(dir, p)
+	if err != nil {
+		return nil, err
+	}
+	out := &builtImage{mountSources: map[v1.Hash]string{}}
+	out.onClose(closeBases)
+	defer func() {
+		if err != nil {
+			out.close()
+		}
+	}()
+	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, env); err != nil {
+		return nil, err
+	}
+	for _, base := range bases {
+		maps.Copy(out.mountSources, layerSources(base))
+	}
+
+	start := time.Now()
+	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env})
+	out.onClose(cached.close)
+	if cached.allHit() {
+		img, mounts, err := cached.reuse()
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out.mountSources, mounts)
+		seconds := time.Since(start).Seconds()
+		env.Log.Infof("built in %.1fs: every step from the cache image %s, nothing ran", seconds, cached.chosen.Source)
+		out.image = img
+		out.metadata = append([]api.MetadataField{{Name: "build_seconds", Value: strconv.FormatFloat(seconds, 'f', 1, 64)}}, cached.metadata(nil)...)
+		return out, nil
+	}
+
+	if err := withCache(&opts, cached, p, env); err != nil {
+		return nil, err
+	}
+	maps.Copy(out.mountSources, cached.mountSources())
+	workDir, err := os.MkdirTemp("", "buildah-image-resource-")
+	if err != nil {
+		return nil, fmt.Errorf("create build directory: %w", err)
+	}
+	out.onClose(func() { os.RemoveAll(workDir) })
+	opts.WorkDir, opts.TempDir = workDir, filepath.Join(workDir, "tmp")
+	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env.Getenv); err != nil {
+		return nil, err
+	}
+	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
+	if err != nil {
+		return nil, err
+	}
+	result, err := build.Build(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	mounts.save()
+	out.onClose(func() {
+		if err := result.Close(); err != nil {
+			env.Log.Warnf("remove build storage: %v", err)
+		}
+	})
+	if out.image, err = cached.stamp(result); err != nil {
+		return nil, err
+	}
+	seconds := time.Since(start).Seconds()
+	env.Log.Infof("built in %.1fs", seconds)
+	out.metadata = append(buildMetadata(result, seconds), cached.metadata(result)...)
+	return out, nil
+}
+
+// buildOptions reads the context, Dockerfile, build args and labels the params name.
+func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byte, error) {
 	p := req.Params
 	contextDir := filepath.Join(dir, p.Build)
 	if info, statErr := os.Stat(contextDir); statErr != nil || !info.IsDir() {
-		return nil, fmt.Errorf("params.build: %s is not a directory", p.Build)
+		return build.Options{}, nil, fmt.Errorf("params.build: %s is not a directory", p.Build)
 	}
 	dockerfilePath := filepath.Join(contextDir, "Dockerfile")
 	if p.Dockerfile != "" {
@@ -48,72 +136,49 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env) (_
 	}
 	dockerfileText, err := os.ReadFile(dockerfilePath)
 	if err != nil {
-		return nil, fmt.Errorf("params.dockerfile: cannot read %s: %w", relative(dir, dockerfilePath), errors.Unwrap(err))
+		return build.Options{}, nil, fmt.Errorf("params.dockerfile: cannot read %s: %w", relative(dir, dockerfilePath), errors.Unwrap(err))
 	}
 	buildArgs, err := readBuildArgs(dir, p, env.Getenv)
 	if err != nil {
-		return nil, err
+		return build.Options{}, nil, err
 	}
 	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file")
 	if err != nil {
-		return nil, err
+		return build.Options{}, nil, err
 	}
-	warnUnimplementedCache(p, env)
-
-	bases, closeBases, err := openBases(dir, p)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			closeBases()
-		}
-	}()
-	buildBases, err := mapBases(dockerfileText, buildArgs, p, bases, env)
-	if err != nil {
-		return nil, err
-	}
-
-	workDir, err := os.MkdirTemp("", "buildah-image-resource-")
-	if err != nil {
-		return nil, fmt.Errorf("create build directory: %w", err)
-	}
-	removeWork := func() { os.RemoveAll(workDir) }
-	secrets, err := writeSecrets(dir, workDir, p.Secrets, env.Getenv)
-	if err != nil {
-		removeWork()
-		return nil, err
-	}
-	start := time.Now()
-	result, err := build.Build(ctx, build.Options{
+	return build.Options{
 		ContextDir: contextDir, Dockerfile: dockerfilePath,
-		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(), Secrets: secrets,
-		NoCache: p.NoCache, Squash: p.Squash, Bases: buildBases, StorageDriver: p.StorageDriver,
-		WorkDir: workDir, Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source),
+		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(),
+		NoCache: p.NoCache, Squash: p.Squash, StorageDriver: p.StorageDriver,
+		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source),
 		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
-	})
+	}, dockerfileText, nil
+}
+
+// withCache sets the build's cache options: the chosen cache image's hits, and cache_repo.
+func withCache(opts *build.Options, cached *buildCache, p api.OutParams, env Env) error {
+	opts.Cache = cached.forBuild(env.Log.Infof)
+	if p.CacheRepo == "" {
+		return nil
+	}
+	opts.CacheRepo, opts.CacheRepoRead = p.CacheRepo, !p.NoCache && !uncachedStageBuilt(cached.plan, p.NoCacheStages)
+	if !opts.CacheRepoRead && !p.NoCache {
+		env.Log.Warn("cache: no_cache_stages names a stage of this build: cache_repo is written but not read")
+	}
+	var err error
+	opts.CacheTTL, err = cacheTTL(p)
+	return err
+}
+
+func cacheTTL(p api.OutParams) (time.Duration, error) {
+	if p.CacheTTL == "" {
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(p.CacheTTL)
 	if err != nil {
-		removeWork()
-		return nil, err
+		return 0, fmt.Errorf("params.cache_ttl: %w", err)
 	}
-	seconds := time.Since(start).Seconds()
-	env.Log.Infof("built in %.1fs", seconds)
-	sources := map[v1.Hash]string{}
-	for _, base := range bases {
-		maps.Copy(sources, layerSources(base))
-	}
-	return &builtImage{
-		image:        result.Image,
-		mountSources: sources,
-		metadata:     buildMetadata(result, seconds),
-		close: func() {
-			if err := result.Close(); err != nil {
-				env.Log.Warnf("remove build storage: %v", err)
-			}
-			removeWork()
-			closeBases()
-		},
-	}, nil
+	return ttl, nil
 }
 
 // readBuildArgs merges build_args_file and build_args (which win), expanding $BUILD_ID and the
@@ -150,12 +215,6 @@ func readMap(dir, file string, inline map[string]string, field string) (map[stri
 		out[k] = v
 	}
 	return out, nil
-}
-
-func warnUnimplementedCache(p api.OutParams, env Env) {
-	if p.Cache || len(p.CacheFrom) > 0 || p.CacheRepo != "" || p.CacheTag != "" || len(p.NoCacheStages) > 0 {
-		env.Log.Warn("cache, cache_tag, cache_from, cache_repo and no_cache_stages are not implemented yet: building without a remote cache")
-	}
 }
 
 // openBases opens every load_base and load_bases directory.

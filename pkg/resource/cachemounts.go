@@ -14,6 +14,7 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/cachemount"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
@@ -155,7 +156,7 @@ func (c *cacheMounts) save() {
 			c.env.Log.Warnf("cache mount %s: push: %v", m.ID, err)
 			continue
 		}
-		c.env.Log.Infof("cache mount %s: saved %.1f MB to %s in %.1fs", m.ID, float64(packed.Size)/(1<<20), c.repoRef(m), time.Since(start).Seconds())
+		c.env.Log.Infof("cache mount %s: saved %s to %s in %.1fs", m.ID, progress.Size(packed.Size), c.repoRef(m), time.Since(start).Seconds())
 	}
 }
 
@@ -164,5 +165,5 @@ func sizeOf(img v1.Image) string {
 	if err != nil {
 		return "?"
 	}
-	return fmt.Sprintf("%.1f MB", float64(size)/(1<<20))
+	return progress.Size(size)
 }

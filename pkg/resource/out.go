@@ -46,7 +46,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	var img v1.Image
 	var metadata []api.MetadataField
 	if params.Build != "" {
-		built, err := buildImage(ctx, dir, req, env)
+		built, err := buildImage(ctx, dir, req, env, tagList[0])
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,319 @@
+package resource
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/build"
+	"github.com/imagesmith/buildah-image-resource/pkg/cache"
+	"github.com/imagesmith/buildah-image-resource/pkg/cachekey"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/registry"
+)
+
+// buildCache is the cache side of a put's build: the keys of this build, and the cache image
+// chosen among those the params name.
+type buildCache struct {
+	plan   *cachekey.Plan // nil when the keys could not be computed
+	record *cachekey.Record
+	chosen *cache.Candidate // nil when no cache image serves
+	labels map[string]string
+	closes []func()
+}
+
+// cacheInput is what planCache needs of the build.
+type cacheInput struct {
+	dir, tag       string
+	dockerfile     []byte
+	dockerfilePath string
+	opts           build.Options // the build's options (no work dir yet)
+	req            api.OutRequest
+	env            Env
+}
+
+// planCache computes the build's cache keys (no build), reads the cache images the params name
+// (manifests and configs only), picks the best and reports per step what hits. It never fails
+// the put: what it cannot do it reports and leaves out.
+func planCache(ctx context.Context, in cacheInput) *buildCache {
+	c := &buildCache{}
+	p := in.req.Params
+	labels, err := build.Labels(in.dockerfile, in.opts)
+	if err != nil {
+		in.env.Log.Warnf("cache: %v; building without cache keys", err)
+		return c
+	}
+	c.labels = labels
+	c.plan, err = cachekey.NewPlan(cachekey.Input{
+		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
+		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: platformString(),
+		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
+		Images: identities(ctx, in),
+	})
+	if err != nil {
+		in.env.Log.Warnf("cache: cannot compute cache keys: %v; building without cache", err)
+		return c
+	}
+	c.record = cachekey.NewRecord(c.plan)
+	if p.NoCache {
+		return c
+	}
+	ttl, err := cacheTTL(p)
+	if err != nil {
+		in.env.Log.Warnf("cache: %v", err)
+	}
+	sources := c.sources(ctx, in)
+	if len(sources) == 0 {
+		return c
+	}
+	c.chosen = cache.Choose(c.plan, labels, sources, ttl, in.env.Log.Warnf)
+	cache.Report(in.env.Stderr, c.plan, c.chosen)
+	return c
+}
+
+// allHit says the chosen image serves every step: nothing is built.
+func (c *buildCache) allHit() bool {
+	return c.chosen != nil && c.chosen.Match.AllHit()
+}
+
+// reuse is the fast path: the cache image itself (or a new config over its layers when the
+// labels differ) and the layers' mount sources.
+func (c *buildCache) reuse() (v1.Image, map[v1.Hash]string, error) {
+	img, err := cache.Reuse(c.chosen, c.labels, c.record)
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, c.mountSources(), nil
+}
+
+// mountSources maps the chosen image's layers to the reference they can be mounted from.
+func (c *buildCache) mountSources() map[v1.Hash]string {
+	sources := map[v1.Hash]string{}
+	if c.chosen == nil || c.chosen.Image.Ref == "" {
+		return sources
+	}
+	if m, err := c.chosen.Image.Image.Manifest(); err == nil {
+		for _, l := range m.Layers {
+			sources[l.Digest] = c.chosen.Image.Ref
+		}
+	}
+	return sources
+}
+
+// forBuild is the part of the chosen image a build reuses: its first hits of the final stage,
+// when the stage builds on an image (an earlier stage's image does not exist before the build).
+func (c *buildCache) forBuild(log func(string, ...any)) *build.Cache {
+	if c.chosen == nil || c.chosen.Match.Hits < 2 {
+		return nil
+	}
+	final := c.plan.Final()
+	if final.Image == "" && final.Base != "scratch" {
+		log("cache: the final stage builds on %s: its steps can hit only through cache_repo", final.Base)
+		return nil
+	}
+	return &build.Cache{Image: c.chosen.Image.Image, Steps: c.chosen.Match.Hits - 1, From: final.Image, Ref: c.chosen.Source}
+}
+
+// stamp records the keys in the built image.
+func (c *buildCache) stamp(r *build.Result) (v1.Image, error) {
+	if c.record == nil {
+		return r.Image, nil
+	}
+	return cache.Stamp(r.Image, c.record, r.Labels, r.ReplacedLabels)
+}
+
+// metadata is cache_hits, cache_source and cache_first_miss. After a build, the hits are the
+// final stage's steps that did not run (the FROM counts as a hit when its base is the cache's).
+func (c *buildCache) metadata(r *build.Result) []api.MetadataField {
+	if c.plan == nil {
+		return nil
+	}
+	hits, firstMiss := cache.Summary(c.plan, c.chosen)
+	if r != nil && c.chosen != nil {
+		n := finalStageHits(r.Steps)
+		if c.chosen.Match.Hits > 0 {
+			n++ // the FROM
+		}
+		hits = fmt.Sprintf("%d/%d", n, len(c.plan.Final().Steps))
+	}
+	fields := []api.MetadataField{{Name: "cache_hits", Value: hits}}
+	if c.chosen != nil {
+		fields = append(fields, api.MetadataField{Name: "cache_source", Value: c.chosen.Source})
+	}
+	if firstMiss != "" {
+		fields = append(fields, api.MetadataField{Name: "cache_first_miss", Value: firstMiss})
+	}
+	return fields
+}
+
+func (c *buildCache) close() {
+	for _, f := range c.closes {
+		f()
+	}
+}
+
+// finalStageHits counts the final stage's steps buildah's layer cache had.
+func finalStageHits(steps []build.Step) int {
+	n := 0
+	for _, s := range steps {
+		if s.Cached && s.Stage == s.Stages {
+			n++
+		}
+	}
+	return n
+}
+
+// sources are the cache images the params name, in the order they are tried: the cache: true
+// image (repository:cache_tag), then cache_from's.
+func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source {
+	p, src, env := in.req.Params, in.req.Source, in.env
+	var sources []cache.Source
+	if p.Cache {
+		tag := p.CacheTag
+		if tag == "" {
+			tag = in.tag
+		}
+		ref := src.Repository + ":" + tag
+		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, env) }})
+	}
+	for _, item := range p.CacheFrom {
+		item := item
+		if info, err := os.Stat(filepath.Join(in.dir, item)); err == nil && info.IsDir() {
+			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(filepath.Join(in.dir, item)) }})
+			continue
+		}
+		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, env) }})
+	}
+	return sources
+}
+
+// openDir opens the image a get left in dir; its saved name, when it has one, is where its
+// layers can be mounted from.
+func (c *buildCache) openDir(dir string) (*cache.Image, error) {
+	a, err := imagefile.Open(dir, runningPlatform())
+	if err != nil {
+		return nil, err
+	}
+	c.closes = append(c.closes, func() { a.Close() })
+	return &cache.Image{Image: a.Image, Ref: a.Name}, nil
+}
+
+// lookup reads an image reference's manifest and config from its registry.
+func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Image, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
+	}
+	client, err := registry.NewFor(ctx, src, r.Context().Name(), env.Log)
+	if err != nil {
+		return nil, err
+	}
+	f, err := client.Lookup(r.Identifier(), runningPlatform())
+	if err != nil || f == nil {
+		return nil, err
+	}
+	return &cache.Image{Image: f.Image, Ref: ref}, nil
+}
+
+// identities identifies the images the Dockerfile names: loaded bases from their files, others
+// from their registry (manifest and config only). One that cannot be read is left out: steps
+// reading it never hit.
+func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
+	refs, err := dockerfile.ExternalImages(in.dockerfile, in.opts.BuildArgs, in.opts.Target)
+	if err != nil {
+		return nil
+	}
+	out := map[string]cachekey.Image{}
+	for _, ref := range refs {
+		if _, done := out[ref.Normalized]; done {
+			continue
+		}
+		img, err := resolveImage(ctx, in, ref.Normalized)
+		if err != nil {
+			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
+			continue
+		}
+		if img == nil {
+			continue
+		}
+		id, err := identity(img)
+		if err != nil {
+			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
+			continue
+		}
+		out[ref.Normalized] = id
+	}
+	return out
+}
+
+// resolveImage is the loaded base with that name, else the registry's image (none offline).
+func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Image, error) {
+	for _, b := range in.opts.Bases {
+		for _, n := range b.Names {
+			if n == normalized && b.Image != nil {
+				return b.Image, nil
+			}
+		}
+	}
+	if in.req.Params.Offline {
+		return nil, nil
+	}
+	found, err := lookup(ctx, in.req.Source, normalized, in.env)
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, fmt.Errorf("not found")
+	}
+	return found.Image, nil
+}
+
+func identity(img v1.Image) (cachekey.Image, error) {
+	id, err := img.ConfigName()
+	if err != nil {
+		return cachekey.Image{}, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return cachekey.Image{}, err
+	}
+	return cachekey.Image{ID: id.String(), Env: cfg.Config.Env, OnBuild: cfg.Config.OnBuild}, nil
+}
+
+// uncachedStageBuilt says no_cache_stages names a stage the build builds: buildah's cache-from
+// cannot be limited to some stages, so cache_repo is then written but not read.
+func uncachedStageBuilt(plan *cachekey.Plan, names []string) bool {
+	if plan == nil {
+		return len(names) > 0
+	}
+	for _, s := range plan.Stages {
+		for _, n := range names {
+			if strings.EqualFold(n, s.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func manifestFormat(p api.OutParams) string {
+	if p.ManifestFormat == "" {
+		return "oci"
+	}
+	return p.ManifestFormat
+}
+
+func runningPlatform() v1.Platform {
+	return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+}
+
+func platformString() string {
+	return api.RunningPlatform().OS + "/" + api.RunningPlatform().Architecture
+}
