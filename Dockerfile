@@ -21,6 +21,10 @@ RUN if ! dpkg -s gcc libc6-dev libseccomp-dev pkg-config ca-certificates >/dev/n
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+# Compile the heavy dependencies before the sources arrive: a change of the sources then rebuilds
+# only this module (seconds, not minutes). Same tags as below, or the cache is not reused.
+RUN CGO_ENABLED=1 go build -tags 'containers_image_openpgp exclude_graphdriver_btrfs seccomp netgo osusergo' \
+      github.com/containers/buildah/imagebuildah github.com/google/go-containerregistry/pkg/v1/remote
 COPY . .
 RUN CGO_ENABLED=1 go build \
       -tags 'containers_image_openpgp exclude_graphdriver_btrfs seccomp netgo osusergo' \

@@ -1,0 +1,362 @@
+package imagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+const (
+	// resourceImage is the tag the root Dockerfile is built as, builderImage its builder stage's.
+	resourceImage = "localhost/buildah-image-resource:test"
+	builderImage  = "localhost/buildah-image-resource-test/builder:test"
+	// goImageRepo is GO_IMAGE's repository; its tag names the host's Go version and a hash of
+	// what else goes in, so that a cached image is never stale.
+	goImageRepo = "localhost/buildah-image-resource-test/golang"
+	// busyboxImageRepo is BASE_IMAGE's repository; its tag is the busybox layer's digest.
+	busyboxImageRepo = "localhost/buildah-image-resource-test/busybox"
+	// goImagePackages are what the Dockerfile's builder stage needs (it installs them from the
+	// network when missing; debootstrap puts them in).
+	goImagePackages = "gcc,libc6-dev,libseccomp-dev,pkg-config,ca-certificates,git"
+	// hostCABundle is copied into GO_IMAGE: the module proxy may be reached through a TLS proxy
+	// only the host trusts.
+	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+	imagePath    = "ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// runFlags give the container what chroot isolation needs without --privileged (which fails on
+// this machine): every capability but CAP_SYS_RESOURCE, which root lacks here, and no seccomp or
+// AppArmor profile. The host network reaches the registry on 127.0.0.1.
+var runFlags = []string{
+	"--network", "host",
+	"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+}
+
+// buildResourceImage builds the root Dockerfile on bases made here and returns its tag. The test
+// is skipped under -short, and without root, docker, dockerd or debootstrap (it fails instead
+// when CI=true).
+func buildResourceImage(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the resource image with Docker: minutes")
+	}
+	if os.Geteuid() != 0 {
+		missing(t, "making the base images needs root (debootstrap, dockerd)")
+	}
+	for _, tool := range [][2]string{{"docker", "docker.io"}, {"dockerd", "docker.io"}, {"debootstrap", "debootstrap"}} {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			missing(t, "%s not found (Debian package %s; see .ci/setup): %v", tool[0], tool[1], err)
+		}
+	}
+	startDocker(t)
+	goImage, baseImage := goImage(t), busyboxImage(t)
+
+	start := time.Now()
+	args := []string{"--network", "host", "--build-arg", "GO_IMAGE=" + goImage, "--build-arg", "BASE_IMAGE=" + baseImage,
+		"--build-arg", "GOPROXY=" + goEnv(t, "GOPROXY")}
+	// The builder stage gets a tag too, so that removeStaleImages keeps it: it is the cache.
+	dockerBuild(t, builderImage, append(args, "--target", "builder")...)
+	dockerBuild(t, resourceImage, args...)
+	t.Logf("built %s in %s", resourceImage, time.Since(start).Round(time.Second))
+	removeStaleImages(t, goImage, baseImage)
+	return resourceImage
+}
+
+// dockerBuild builds the root Dockerfile as tag; a failed step leaves no container.
+func dockerBuild(t *testing.T, tag string, args ...string) {
+	t.Helper()
+	run(t, nil, "docker", slices.Concat([]string{"build", "--force-rm", "--tag", tag}, args, []string{testharness.ModuleRoot(t)})...)
+}
+
+// removeStaleImages removes the untagged images built on bases: earlier builds, whose compile
+// layers would pile up as the sources change. The layers the tagged images share stay.
+func removeStaleImages(t *testing.T, bases ...string) {
+	t.Helper()
+	var baseIDs []string
+	for _, base := range bases {
+		baseIDs = append(baseIDs, imageID(base))
+	}
+	builtOnBase := func(id string) bool { return slices.Contains(baseIDs, id) }
+	for _, id := range strings.Fields(run(t, nil, "docker", "image", "ls", "--filter", "dangling=true", "--quiet", "--no-trunc")) {
+		history := strings.Fields(run(t, nil, "docker", "image", "history", "--quiet", "--no-trunc", id))
+		if slices.ContainsFunc(history, builtOnBase) {
+			exec.Command("docker", "image", "rm", id).Run() // best effort: a container may still use it
+		}
+	}
+}
+
+// imageID returns the ID of image in Docker, or "" if there is none.
+func imageID(image string) string {
+	id, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", image).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(id))
+}
+
+func missing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// startDocker makes sure a Docker daemon answers. When none does, it starts dockerd, logging to a
+// temporary file, and stops it when the test ends.
+func startDocker(t *testing.T) {
+	t.Helper()
+	if dockerAnswers() {
+		return
+	}
+	logPath := filepath.Join(t.TempDir(), "dockerd.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatalf("creating the dockerd log: %v", err)
+	}
+	defer logFile.Close()
+	dockerd := exec.Command("dockerd")
+	dockerd.Stdout, dockerd.Stderr = logFile, logFile
+	if err := dockerd.Start(); err != nil {
+		t.Fatalf("starting dockerd: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { dockerd.Wait(); close(exited) }()
+	t.Cleanup(func() { stopDockerd(t, dockerd, exited) })
+
+	for deadline := time.Now().Add(time.Minute); !dockerAnswers(); {
+		select {
+		case <-exited:
+			if dockerAnswers() { // another test process started one meanwhile
+				return
+			}
+			t.Fatalf("dockerd exited (%v); its log:\n%s", dockerd.ProcessState, tail(logPath))
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dockerd did not answer within a minute; its log:\n%s", tail(logPath))
+		}
+	}
+	t.Logf("started dockerd (pid %d), logging to %s", dockerd.Process.Pid, logPath)
+}
+
+func dockerAnswers() bool {
+	return exec.Command("docker", "info").Run() == nil
+}
+
+// stopDockerd stops the dockerd this test started: SIGTERM (it stops its containerd too), SIGKILL
+// after 30 seconds.
+func stopDockerd(t *testing.T, dockerd *exec.Cmd, exited chan struct{}) {
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	if err := dockerd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("stopping dockerd: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Errorf("dockerd still running 30s after SIGTERM: killing it")
+		dockerd.Process.Kill()
+		<-exited
+	}
+}
+
+func tail(path string) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > 4000 {
+		data = data[len(data)-4000:]
+	}
+	return string(data)
+}
+
+// goImage returns GO_IMAGE: Debian bookworm made by debootstrap with goImagePackages, the host's Go
+// at /usr/local/go and the host's CA bundle. It is made once per machine: debootstrap takes
+// minutes, so an image already in Docker is reused.
+func goImage(t *testing.T) string {
+	t.Helper()
+	caBundle, err := os.ReadFile(hostCABundle)
+	if err != nil {
+		t.Fatalf("reading the host's CA bundle: %v", err)
+	}
+	inputs := sha256.Sum256(append([]byte(goImagePackages+"\n"), caBundle...))
+	image := fmt.Sprintf("%s:%s-bookworm-%x", goImageRepo, strings.TrimPrefix(goEnv(t, "GOVERSION"), "go"), inputs[:4])
+	if imageID(image) != "" {
+		return image
+	}
+
+	start := time.Now()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	run(t, nil, "debootstrap", "--variant=minbase", "--include="+goImagePackages, "bookworm", rootfs, debianMirror(t))
+	run(t, nil, "cp", "-a", goEnv(t, "GOROOT")+"/.", filepath.Join(rootfs, "usr/local/go"))
+	if err := os.WriteFile(filepath.Join(rootfs, hostCABundle), caBundle, 0o644); err != nil {
+		t.Fatalf("copying the CA bundle into the Go image: %v", err)
+	}
+	tar := exec.Command("tar", "-C", rootfs, "-c", ".")
+	tarStream, err := tar.StdoutPipe()
+	if err != nil {
+		t.Fatalf("tar of %s: %v", rootfs, err)
+	}
+	if err := tar.Start(); err != nil {
+		t.Fatalf("tar of %s: %v", rootfs, err)
+	}
+	run(t, tarStream, "docker", "import", "--change", imagePath, "-", image)
+	if err := tar.Wait(); err != nil {
+		exec.Command("docker", "image", "rm", image).Run() // an incomplete image must not be reused
+		t.Fatalf("tar of %s: %v", rootfs, err)
+	}
+	t.Logf("made %s in %s", image, time.Since(start).Round(time.Second))
+	return image
+}
+
+// debianMirror returns the URI of apt's bookworm source here (/etc/apt/sources.list and
+// sources.list.d, one-line or deb822 format), or deb.debian.org when there is none.
+func debianMirror(t *testing.T) string {
+	t.Helper()
+	files, _ := filepath.Glob("/etc/apt/sources.list.d/*")
+	for _, path := range append([]string{"/etc/apt/sources.list"}, files...) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if uri := bookwormURI(string(data)); uri != "" {
+			return uri
+		}
+	}
+	t.Logf("no bookworm source in /etc/apt/sources.list*: using deb.debian.org")
+	return "http://deb.debian.org/debian"
+}
+
+// bookwormURI returns the URI of the first "bookworm" suite in a sources file: a one-line entry
+// ("deb [options] URI bookworm components") or a deb822 stanza ("URIs:" and "Suites:").
+func bookwormURI(sources string) string {
+	fields := map[string][]string{}
+	for line := range strings.Lines(sources + "\n\n") {
+		words := strings.Fields(line)
+		switch {
+		case len(words) == 0: // the end of a deb822 stanza
+			if slices.Contains(fields["suites:"], "bookworm") && len(fields["uris:"]) > 0 {
+				return fields["uris:"][0]
+			}
+			clear(fields)
+		case words[0] == "deb":
+			words = words[1:]
+			if len(words) > 0 && strings.HasPrefix(words[0], "[") { // options
+				end := slices.IndexFunc(words, func(w string) bool { return strings.HasSuffix(w, "]") })
+				words = words[end+1:]
+			}
+			if len(words) >= 2 && words[1] == "bookworm" {
+				return words[0]
+			}
+		case !strings.HasPrefix(words[0], "#"):
+			fields[strings.ToLower(words[0])] = words[1:]
+		}
+	}
+	return ""
+}
+
+// busyboxImage returns BASE_IMAGE: testharness.BusyboxImage's layer (a static busybox, /etc/passwd
+// and /tmp), imported into Docker once.
+func busyboxImage(t *testing.T) string {
+	t.Helper()
+	layers, err := testharness.BusyboxImage(t).Layers()
+	if err != nil {
+		t.Fatalf("reading the busybox image: %v", err)
+	}
+	digest, err := layers[0].Digest()
+	if err != nil {
+		t.Fatalf("digest of the busybox layer: %v", err)
+	}
+	image := busyboxImageRepo + ":" + digest.Hex[:12]
+	if imageID(image) != "" {
+		return image
+	}
+	rootfs, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatalf("reading the busybox layer: %v", err)
+	}
+	defer rootfs.Close()
+	run(t, rootfs, "docker", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", "-", image)
+	return image
+}
+
+func goEnv(t *testing.T, key string) string {
+	t.Helper()
+	return run(t, nil, "go", "env", key)
+}
+
+// run runs a command with stdin (nil for none) and returns its trimmed stdout; the test fails,
+// with the command's output, if it does.
+func run(t *testing.T, stdin io.Reader, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return strings.TrimSpace(stdout.String())
+}
+
+// containers numbers the containers this process runs, for their names.
+var containers atomic.Int64
+
+// runResource runs /opt/resource/<bin> in a container of image, as Concourse does: the request as
+// JSON on stdin and, for in and out, dir mounted at /tmp/build/get or /tmp/build/put and passed as
+// argv[1]. The container is removed when it ends (or is stopped after testharness.RunTimeout).
+func runResource(t *testing.T, image, bin string, request any, dir string) testharness.Result {
+	t.Helper()
+	stdin, err := json.Marshal(request)
+	if err != nil {
+		t.Fatalf("encoding the %s request: %v", bin, err)
+	}
+	name := fmt.Sprintf("buildah-image-resource-test-%d-%d", os.Getpid(), containers.Add(1))
+	args := append([]string{"run", "--rm", "--interactive", "--name", name}, runFlags...)
+	command := []string{"/opt/resource/" + bin}
+	if dir != "" {
+		workDir := map[string]string{"in": "/tmp/build/get", "out": "/tmp/build/put"}[bin]
+		args = append(args, "--volume", dir+":"+workDir)
+		command = append(command, workDir)
+	}
+	args = append(append(args, image), command...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), testharness.RunTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	result := testharness.Result{Stdout: stdout.Bytes(), Stderr: stderr.String()}
+	t.Logf("%s in the container: stderr:\n%s", bin, result.Stderr)
+	var exitErr *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		exec.Command("docker", "rm", "--force", name).Run()
+		t.Fatalf("%s did not finish within %s", bin, testharness.RunTimeout)
+	case errors.As(err, &exitErr):
+		result.ExitCode = exitErr.ExitCode()
+	case err != nil:
+		t.Fatalf("docker run %s: %v", bin, err)
+	}
+	return result
+}

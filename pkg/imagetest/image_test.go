@@ -1,0 +1,193 @@
+package imagetest
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// TestResourceImage runs the resource image as Concourse would, against a registry on the host:
+// check and in fetch a base, out pushes the fetched archive again, then builds a Dockerfile on
+// that base (load_base) and pushes it, and check finds what was pushed.
+func TestResourceImage(t *testing.T) {
+	image := buildResourceImage(t)
+	reg := testharness.StartInProcess(t)
+	base := testharness.BusyboxImage(t)
+	baseVersion := api.Version{Digest: reg.Push(t, reg.Ref("library/busybox:1"), base).String(), Tag: "1"}
+	baseSource := source(reg, "library/busybox", "tag", "1")
+
+	if versions := check(t, image, baseSource); len(versions) != 1 || versions[0] != baseVersion {
+		t.Fatalf("check of the base: %+v, want [%+v]", versions, baseVersion)
+	}
+	work := t.TempDir()
+	if resp := get(t, image, filepath.Join(work, "base"), baseSource, baseVersion); resp.Version != baseVersion {
+		t.Fatalf("in: version %+v, want %+v", resp.Version, baseVersion)
+	}
+	if got := readFile(t, filepath.Join(work, "base/digest")); got != baseVersion.Digest {
+		t.Fatalf("in wrote digest %q, want %s", got, baseVersion.Digest)
+	}
+
+	t.Run("put of the fetched archive", func(t *testing.T) {
+		reg.ResetRequests()
+		resp := put(t, image, work, source(reg, "copy"), map[string]any{"image": "base/image.tar"})
+		if resp.Version.Digest != baseVersion.Digest {
+			t.Errorf("out pushed %s, want the base's %s", resp.Version.Digest, baseVersion.Digest)
+		}
+		if got := reg.Digest(t, reg.Ref("copy:latest")); got.String() != baseVersion.Digest {
+			t.Errorf("the registry has %s for copy:latest, want %s", got, baseVersion.Digest)
+		}
+		if n, bytes := reg.BlobUploads(); n != 0 {
+			t.Errorf("%d blobs (%d bytes) uploaded; the registry had them all", n, bytes)
+		}
+	})
+
+	t.Run("put of a build with load_base", func(t *testing.T) {
+		writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+reg.Ref("library/busybox:1")+"\n"+
+			"RUN echo written by RUN > /from-run.txt\n"+
+			"COPY hello.txt /from-copy.txt\n")
+		writeFile(t, filepath.Join(work, "ctx/hello.txt"), "copied from the build context\n")
+		reg.ResetRequests()
+		resp := put(t, image, work, source(reg, "app"), map[string]any{"build": "ctx", "load_base": "base"})
+
+		if got := reg.Digest(t, reg.Ref("app:latest")); resp.Version != (api.Version{Digest: got.String(), Tag: "latest"}) {
+			t.Fatalf("out's version %+v, but the registry has %s for app:latest", resp.Version, got)
+		}
+		pushed := reg.Image(t, reg.Ref("app@"+resp.Version.Digest))
+		files := regularFiles(t, pushed)
+		for path, want := range map[string]string{"from-run.txt": "written by RUN\n", "from-copy.txt": "copied from the build context\n"} {
+			if files[path] != want {
+				t.Errorf("/%s in the pushed image = %q, want %q", path, files[path], want)
+			}
+		}
+		assertOnlyNewBlobsUploaded(t, reg, base, pushed)
+
+		if versions := check(t, image, source(reg, "app")); len(versions) != 1 || versions[0] != resp.Version {
+			t.Errorf("check after the put: %+v, want [%+v]", versions, resp.Version)
+		}
+	})
+}
+
+// assertOnlyNewBlobsUploaded checks that pushed starts with base's layers, unchanged, and that the
+// registry received exactly the blobs base does not have: the new layers and the config.
+func assertOnlyNewBlobsUploaded(t *testing.T, reg *testharness.Registry, base, pushed v1.Image) {
+	t.Helper()
+	baseLayers, err := base.Layers()
+	if err != nil {
+		t.Fatalf("layers of the base: %v", err)
+	}
+	layers, err := pushed.Layers()
+	if err != nil || len(layers) <= len(baseLayers) {
+		t.Fatalf("the pushed image has %d layers (%v), want the base's %d and more", len(layers), err, len(baseLayers))
+	}
+	for i, baseLayer := range baseLayers {
+		want, _ := baseLayer.Digest()
+		if got, _ := layers[i].Digest(); got != want {
+			t.Errorf("layer %d of the pushed image is %s, want the base's %s", i, got, want)
+		}
+	}
+	config, err := pushed.RawConfigFile()
+	if err != nil {
+		t.Fatalf("config of the pushed image: %v", err)
+	}
+	wantCount, wantBytes := 1, int64(len(config))
+	for _, layer := range layers[len(baseLayers):] {
+		size, err := layer.Size()
+		if err != nil {
+			t.Fatalf("size of a new layer: %v", err)
+		}
+		wantCount, wantBytes = wantCount+1, wantBytes+size
+	}
+	count, bytes := reg.BlobUploads()
+	t.Logf("the registry received %d blobs (%d bytes)", count, bytes)
+	if count != wantCount || bytes != wantBytes {
+		t.Errorf("the registry received %d blobs (%d bytes), want the %d new ones (%d bytes): the base layer must not be uploaded",
+			count, bytes, wantCount, wantBytes)
+	}
+}
+
+// regularFiles returns the content of every regular file in img's flattened filesystem, by path.
+func regularFiles(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	flat := mutate.Extract(img)
+	defer flat.Close()
+	files := map[string]string{}
+	tr := tar.NewReader(flat)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("reading the pushed image's filesystem: %v", err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatalf("reading %s in the pushed image: %v", hdr.Name, err)
+			}
+			files[strings.TrimPrefix(hdr.Name, "./")] = string(data)
+		}
+	}
+}
+
+// source is a Concourse source for repo on reg, with extra fields laid over it.
+func source(reg *testharness.Registry, repo string, extra ...any) map[string]any {
+	src := reg.Source()
+	src["repository"] = reg.Ref(repo)
+	for i := 0; i+1 < len(extra); i += 2 {
+		src[extra[i].(string)] = extra[i+1]
+	}
+	return src
+}
+
+func check(t *testing.T, image string, src map[string]any) []api.Version {
+	t.Helper()
+	var versions []api.Version
+	runResource(t, image, "check", map[string]any{"source": src}, "").JSON(t, &versions)
+	return versions
+}
+
+func get(t *testing.T, image, dir string, src map[string]any, version api.Version) api.Response {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var resp api.Response
+	runResource(t, image, "in", map[string]any{"source": src, "version": version}, dir).JSON(t, &resp)
+	return resp
+}
+
+func put(t *testing.T, image, dir string, src map[string]any, params map[string]any) api.Response {
+	t.Helper()
+	var resp api.Response
+	runResource(t, image, "out", map[string]any{"source": src, "params": params}, dir).JSON(t, &resp)
+	return resp
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
