@@ -1,0 +1,234 @@
+// Command bench runs issue 6's benchmarks: this resource against docker-image-resource's flow,
+// the buildah CLI and BuildKit, on the same corpus, and writes docs/benchmarks.md. Run it
+// through bench/run, which installs and builds what it needs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/bench"
+)
+
+func main() {
+	bin := flag.String("bin", "", "directory holding this resource's in and out binaries (required)")
+	buildkit := flag.String("buildkit", "", "directory holding buildkitd and buildctl")
+	rootfs := flag.String("debian-rootfs", "", "tarball of a debootstrap --variant=minbase bookworm root filesystem")
+	bases := flag.String("bases", "debian", "bases to run the scenarios on, in order (debian, busybox)")
+	reps := flag.Int("reps", 3, "repetitions of S1, S2 and S3")
+	fan := flag.Int("fan", 4, "puts of the S4 fan-out")
+	blob := flag.Int("blob-mb", 100, "MB the app's RUN writes")
+	smoke := flag.Bool("smoke", false, "one repetition, busybox base only, 2 fan-out puts, a 20 MB RUN output")
+	out := flag.String("out", "docs/benchmarks.md", "the report to write")
+	oursVersion := flag.String("ours-version", "", "version of this resource to report (e.g. its commit)")
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "bench: -bin is required")
+		os.Exit(2)
+	}
+	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
+		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full"}
+	if *smoke {
+		cfg.mode, cfg.reps, cfg.fan, cfg.blobMB, cfg.bases = "smoke", 1, 2, 20, []string{"busybox"}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	bin, buildkit, rootfs, out, oursVersion, mode string
+	bases                                         []string
+	reps, fan, blobMB                             int
+}
+
+func run(ctx context.Context, cfg config) error {
+	started := time.Now()
+	work, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	logDir := filepath.Join(os.TempDir(), "bench-logs-"+started.Format("20060102-150405"))
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	cgroup, err := bench.CgroupParent(fmt.Sprintf("buildah-image-resource-bench-%d", os.Getpid()))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cgroup)
+
+	if err := os.MkdirAll(filepath.Join(work, "registry"), 0o755); err != nil {
+		return err
+	}
+	reg, err := bench.StartRegistry(filepath.Join(work, "registry"))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	fmt.Fprintf(os.Stderr, "bench: %s run; registry (counted) at %s; step logs in %s\n", cfg.mode, reg.Host, logDir)
+
+	ours := bench.Ours{Bin: cfg.bin, UseGet: true}
+	candidates := []bench.Peer{ours, bench.Docker{}, bench.Buildah{}, bench.BuildKit{Dir: cfg.buildkit, Registry: reg.Host}}
+	var peers []bench.Peer
+	var skipped [][2]string
+	for _, p := range candidates {
+		if err := p.Check(); err != nil {
+			if p.Name() == ours.Name() {
+				return fmt.Errorf("this resource's binaries: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", p.Name(), err)
+			skipped = append(skipped, [2]string{p.Name(), err.Error()})
+			continue
+		}
+		peers = append(peers, p)
+	}
+	runner := &bench.Runner{Registry: reg, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps, FanOut: cfg.fan,
+		BlobMB: cfg.blobMB, Peers: peers, FanPeers: append(append([]bench.Peer{}, peers...), bench.Ours{Bin: cfg.bin}), Progress: os.Stderr}
+
+	report := &bench.Report{Date: started, Mode: cfg.mode, Reps: cfg.reps, Fan: cfg.fan, BlobMB: cfg.blobMB, Skipped: skipped,
+		Ours: ours.Name(), LoadStart: loadAverage()}
+	for _, name := range cfg.bases {
+		var img v1.Image
+		var description, tag string
+		switch name {
+		case "busybox":
+			img, description, err = bench.BusyboxBase()
+			tag = "1.36"
+		case "debian":
+			if cfg.rootfs == "" {
+				return fmt.Errorf("the debian base needs -debian-rootfs")
+			}
+			img, description, err = bench.DebianBase(cfg.rootfs)
+			tag = "bookworm"
+		default:
+			return fmt.Errorf("unknown base %q (busybox, debian)", name)
+		}
+		if err != nil {
+			return err
+		}
+		base, err := bench.PublishBase(ctx, cfg.bin, reg.Host, name, tag, description, img, filepath.Join(work, "get-"+name))
+		if err != nil {
+			return err
+		}
+		report.Bases = append(report.Bases, base)
+		tables, err := runner.Run(ctx, base)
+		if err != nil {
+			return fmt.Errorf("scenarios on %s: %w", name, err)
+		}
+		report.Tables = append(report.Tables, tables...)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	report.Duration = time.Since(started)
+	report.Machine = machine()
+	report.Machine = append(report.Machine, [2]string{"load average (1, 5, 15 min) at start → end (other work on the machine slows every tool)",
+		report.LoadStart + " → " + loadAverage()})
+	report.Versions = versions(cfg)
+	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(cfg.out)
+	if err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	if err := report.Write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s in %s\n", cfg.out, report.Duration.Round(time.Second))
+	return nil
+}
+
+func machine() [][2]string {
+	mem := "?"
+	if meminfo, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		for _, line := range strings.Split(string(meminfo), "\n") {
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+				break
+			}
+		}
+	}
+	cpu := "?"
+	if info, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(info), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return [][2]string{
+		{"CPUs (nproc)", fmt.Sprint(runtime.NumCPU())},
+		{"CPU model", cpu},
+		{"memory", mem},
+		{"kernel", readTrim("/proc/sys/kernel/osrelease")},
+		{"OS", "Debian " + readTrim("/etc/debian_version")},
+		{"disk", "work directories under " + os.TempDir()},
+	}
+}
+
+func versions(cfg config) [][2]string {
+	ours := cfg.oursVersion
+	if ours == "" {
+		ours = "?"
+	}
+	v := [][2]string{{"this resource (out, in)", ours}, {"Go", runtime.Version()}}
+	for _, c := range [][]string{
+		{"dockerd", "--version"}, {"/usr/bin/docker", "--version"}, {"containerd", "--version"},
+		{"buildah", "--version"}, {filepath.Join(cfg.buildkit, "buildkitd"), "--version"},
+		{filepath.Join(cfg.buildkit, "buildctl"), "--version"}, {"runc", "--version"}, {"docker-registry", "--version"},
+	} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		text := strings.TrimSpace(firstLine(string(out)))
+		if err != nil {
+			text = "not available"
+		}
+		v = append(v, [2]string{filepath.Base(c[0]), text})
+	}
+	return v
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	fields := strings.Fields(readTrim("/proc/loadavg"))
+	if len(fields) < 3 {
+		return "?"
+	}
+	return strings.Join(fields[:3], " ")
+}
+
+func readTrim(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

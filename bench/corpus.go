@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// RunMarker is what every RUN step of the corpus prints when it executes. The Dockerfiles
+// write it as "benchrun=$((0+1))", so the instruction text a tool echoes never contains it:
+// counting it in a step's log counts the RUN steps that executed.
+const RunMarker = "benchrun=1"
+
+const runMarkerCmd = `echo "benchrun=$((0+1))"`
+
+// SourceFiles is how many small source files the app context holds.
+const SourceFiles = 300
+
+// Base is a base image in the registry and what a Concourse get of it saved.
+type Base struct {
+	Name        string // "busybox" or "debian"
+	Repo, Tag   string // "127.0.0.1:port/bench/debian", "bookworm"
+	Digest      v1.Hash
+	LayerBytes  int64  // compressed size of its layers
+	GetDir      string // the get's directory: image.tar (OCI), image (docker archive), repository, tag, image-id, ...
+	ImageID     string // config digest
+	Description string
+}
+
+// Ref is Repo:Tag.
+func (b *Base) Ref() string { return b.Repo + ":" + b.Tag }
+
+// BusyboxBase is the busybox image of the tests (pkg/testharness).
+func BusyboxBase() (v1.Image, string, error) {
+	img, err := testharness.Busybox(runtime.GOARCH)
+	if err != nil {
+		return nil, "", fmt.Errorf("making the busybox base: %w", err)
+	}
+	return img, "busybox (pkg/testharness: one static busybox layer)", nil
+}
+
+// DebianBase is a one-layer image of a root filesystem tarball (debootstrap --variant=minbase
+// bookworm, made by bench/run).
+func DebianBase(rootfsTar string) (v1.Image, string, error) {
+	layer, err := tarball.LayerFromFile(rootfsTar, tarball.WithMediaType(types.OCILayer), tarball.WithCompressedCaching)
+	if err != nil {
+		return nil, "", fmt.Errorf("making a layer of %s: %w", rootfsTar, err)
+	}
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	created := v1.Time{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, MediaType: types.OCILayer,
+		History: v1.History{Created: created, CreatedBy: "debootstrap --variant=minbase bookworm"}})
+	if err != nil {
+		return nil, "", fmt.Errorf("appending the Debian layer: %w", err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Created, cfg.OS, cfg.Architecture = created, "linux", runtime.GOARCH
+	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cfg.Config.Cmd = []string{"bash"}
+	img, err = mutate.ConfigFile(img, cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("setting the Debian config: %w", err)
+	}
+	info, err := os.Stat(rootfsTar)
+	if err != nil {
+		return nil, "", err
+	}
+	return img, fmt.Sprintf("debian bookworm (debootstrap --variant=minbase, %.0f MB uncompressed)", float64(info.Size())/1e6), nil
+}
+
+// PublishBase pushes img to host/bench/<name>:tag and saves it with the resource's `in` into
+// dir, as a Concourse get with {format: oci, save: true} would: image.tar for load_base, the
+// OCI tooling and BuildKit, and the docker archive `image` for docker-image-resource's flow.
+func PublishBase(ctx context.Context, bin, host, baseName, tag, description string, img v1.Image, dir string) (*Base, error) {
+	b := &Base{Name: baseName, Repo: host + "/bench/" + baseName, Tag: tag, GetDir: dir, Description: description}
+	ref, err := name.ParseReference(b.Ref(), name.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("pushing the %s base: %w", baseName, err)
+	}
+	if b.Digest, err = img.Digest(); err != nil {
+		return nil, err
+	}
+	manifest, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range manifest.Layers {
+		b.LayerBytes += l.Size
+	}
+	b.ImageID = manifest.Config.Digest.String()
+
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	request, err := json.Marshal(map[string]any{
+		"source":  map[string]any{"repository": b.Repo, "tag": tag, "insecure": true},
+		"version": map[string]string{"digest": b.Digest.String(), "tag": tag},
+		"params":  map[string]any{"format": "oci", "save": true},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "in"), dir)
+	cmd.Stdin = bytes.NewReader(request)
+	cmd.Env = append(os.Environ(), ConcourseEnv...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("in (get of the %s base): %w\n%s", baseName, err, out)
+	}
+	return b, nil
+}
+
+// ConcourseEnv is the metadata Concourse gives every resource container.
+var ConcourseEnv = []string{"BUILD_ID=1", "BUILD_NAME=1", "BUILD_JOB_NAME=build", "BUILD_PIPELINE_NAME=bench",
+	"BUILD_TEAM_NAME=main", "ATC_EXTERNAL_URL=http://ci.example.com"}
+
+// The Dockerfiles name their base through ARG BASE_IMAGE, whose default is the base in the
+// registry: docker, buildah and this resource use a loaded base of that name; BuildKit gets
+// the base the way oci-build-task serves it (a local registry, passed as a build arg).
+const fromBase = "ARG BASE_IMAGE=%s\nFROM ${BASE_IMAGE}"
+
+// WriteApp writes the app context: a CPU-and-disk RUN writing blobMB MB (100 in a full run),
+// a COPY of SourceFiles small files, a RUN over them, ENV and LABEL. change > 0 alters one
+// source file.
+func WriteApp(dir string, base *Base, change, blobMB int) error {
+	// The CPU part reads the blob through tr 8 times (about 2 s for 100 MB with Debian's
+	// coreutils); busybox's tr is 5 times slower, so the busybox base reads it twice.
+	passes := "1 2 3 4 5 6 7 8"
+	if base.Name == "busybox" {
+		passes = "1 2"
+	}
+	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + `
+ENV APP_HOME=/app LANG=C.UTF-8
+LABEL org.example.bench="app"
+RUN ` + runMarkerCmd + ` && mkdir -p /opt && dd if=/dev/urandom of=/opt/blob bs=1M count=` + fmt.Sprint(blobMB) + ` 2>/dev/null && for i in ` + passes + `; do cat /opt/blob; done | tr 'a-z' 'A-Z' | wc -c > /opt/blob.count
+COPY src/ /app/src/
+RUN ` + runMarkerCmd + ` && cat /app/src/*/* | wc -c > /app/size && ls /app/src | wc -l > /app/packages
+WORKDIR /app
+CMD ["cat", "/app/size"]
+`
+	files := map[string]string{"Dockerfile": dockerfile}
+	for i := 0; i < SourceFiles; i++ {
+		files[fmt.Sprintf("src/pkg%02d/file%03d.go", i%10, i)] = sourceFile(i)
+	}
+	if change > 0 {
+		files["src/pkg09/file299.go"] += fmt.Sprintf("\n// change %d\n", change)
+	}
+	return writeFiles(dir, files)
+}
+
+// WriteMultiStage writes a two-stage build: a builder stage making a ~40 MB artifact from the
+// sources, and a final stage copying it onto the base.
+func WriteMultiStage(dir string, base *Base) error {
+	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + ` AS builder
+COPY src/ /src/
+RUN ` + runMarkerCmd + ` && mkdir -p /out && dd if=/dev/urandom of=/out/seed bs=1M count=10 2>/dev/null && for i in 1 2 3 4; do cat /out/seed /src/*/*; done | tr 'a-z' 'A-Z' > /out/app && rm /out/seed
+FROM ${BASE_IMAGE}
+LABEL org.example.bench="multistage"
+COPY --from=builder /out/app /usr/local/bin/app
+RUN ` + runMarkerCmd + ` && wc -c /usr/local/bin/app > /etc/app.size
+CMD ["cat", "/etc/app.size"]
+`
+	files := map[string]string{"Dockerfile": dockerfile}
+	for i := 0; i < SourceFiles; i++ {
+		files[fmt.Sprintf("src/pkg%02d/file%03d.go", i%10, i)] = sourceFile(i)
+	}
+	return writeFiles(dir, files)
+}
+
+// WriteService writes the i-th small Dockerfile of the fan-out set.
+func WriteService(dir string, base *Base, i int) error {
+	svc := fmt.Sprintf("svc-%d", i)
+	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + `
+LABEL org.example.service="` + svc + `"
+COPY svc.conf /etc/svc/svc.conf
+RUN ` + runMarkerCmd + ` && echo ` + svc + ` > /etc/svc/name && wc -c /etc/svc/svc.conf > /etc/svc/size
+CMD ["cat", "/etc/svc/name"]
+`
+	return writeFiles(dir, map[string]string{
+		"Dockerfile": dockerfile,
+		"svc.conf":   fmt.Sprintf("name = %q\nport = %d\nworkers = %d\n", svc, 8000+i, 2+i%4),
+	})
+}
+
+// sourceFile is a deterministic Go-looking file of about 1.5 KB.
+func sourceFile(i int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "package pkg%02d\n\n// Func%03d is generated benchmark source.\nfunc Func%03d(x int) int {\n", i%10, i, i)
+	for j := 0; j < 40; j++ {
+		fmt.Fprintf(&b, "\tx = x*%d + %d // step %d\n", j+3, i*j+1, j)
+	}
+	b.WriteString("\treturn x\n}\n")
+	return b.String()
+}
+
+func writeFiles(dir string, files map[string]string) error {
+	for path, content := range files {
+		full := filepath.Join(dir, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return fmt.Errorf("writing the build context: %w", err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("writing the build context: %w", err)
+		}
+	}
+	return nil
+}
+
+// copyTree copies src into dst: regular files are copied (fresh mtimes, as a fresh clone on a
+// new worker has) or hard-linked when link is true.
+func copyTree(src, dst string, link bool) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case link:
+			return os.Link(path, target)
+		default:
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, 0o644)
+		}
+	})
+}

@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Report is everything docs/benchmarks.md says.
+type Report struct {
+	Date      time.Time
+	Mode      string // "full" or "smoke"
+	Duration  time.Duration
+	Reps, Fan int
+	BlobMB    int    // MB the app's RUN writes
+	LoadStart string // /proc/loadavg when the run started
+	Machine   [][2]string
+	Versions  [][2]string
+	Bases     []*Base
+	Skipped   [][2]string // peer, why it did not run
+	Tables    []Table
+	Ours      string // name of the row the ratios are relative to
+}
+
+// Write renders the report as Markdown.
+func (rep *Report) Write(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `bash bench/run%s` (see bench/README.md) on %s, in %s. Regenerate it rather than editing it.\n",
+		map[bool]string{true: " --smoke"}[rep.Mode == "smoke"], rep.Date.UTC().Format("2006-01-02 15:04 MST"), rep.Duration.Round(time.Second))
+	fmt.Fprintf(&b, "Each figure is the median of %d puts (S4: of its %d puts), every put on a fresh worker. In each cell of another tool, `(×r)` is its figure divided by ours (%s): above 1, ours is lower (no ratio when ours is under 1 KB). **puts** counts the puts that succeeded; a failed put is listed under its table with the tool's error and left out of the medians.\n", rep.Reps, rep.Fan, rep.Ours)
+
+	b.WriteString("\n## Machine\n\n| | |\n|---|---|\n")
+	for _, kv := range rep.Machine {
+		fmt.Fprintf(&b, "| %s | %s |\n", kv[0], kv[1])
+	}
+	b.WriteString("\n## Versions\n\n| tool | version |\n|---|---|\n")
+	for _, kv := range rep.Versions {
+		fmt.Fprintf(&b, "| %s | %s |\n", kv[0], kv[1])
+	}
+	if len(rep.Skipped) > 0 {
+		b.WriteString("\n## Tools that did not run\n\n")
+		for _, kv := range rep.Skipped {
+			fmt.Fprintf(&b, "- **%s**: %s\n", kv[0], kv[1])
+		}
+	}
+	b.WriteString("\n## Corpus\n\n")
+	for _, base := range rep.Bases {
+		fmt.Fprintf(&b, "- base `%s`: %s; %s compressed, pushed to the local registry and saved by `in` (`format: oci, save: true`).\n",
+			base.Name, base.Description, FormatBytes(base.LayerBytes))
+	}
+	fmt.Fprintf(&b, corpusText, rep.BlobMB)
+	b.WriteString("\n## How each figure is measured\n\n")
+	b.WriteString(Methodology)
+
+	for _, t := range rep.Tables {
+		writeTable(&b, t, rep.Ours)
+	}
+	writeTargets(&b, rep)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+const corpusText = `- app: ` + "`ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`" + `, ENV, LABEL, a RUN writing %d MB of random data and
+  reading it 8 times (busybox: twice) through ` + "`tr`" + ` (CPU and disk, a few seconds), a COPY of 300 small source files
+  (~1.5 KB each), a RUN over them, WORKDIR, CMD. S3 changes one of the source files.
+- multistage: a builder stage (COPY of the sources, a RUN making a ~40 MB artifact) and a final
+  stage on the same base (COPY --from=builder, a RUN).
+- fan-out: small Dockerfiles on one base, each a LABEL, a COPY of one file and a RUN.
+`
+
+// Methodology explains the columns.
+const Methodology = `- **wall s**: from the start of the put (daemon start included: dockerd and buildkitd are
+  started fresh for every put, as a fresh Concourse worker would) until the push is done. Preparing
+  the worker (a fresh copy of the context, with new mtimes as a fresh clone has; the base's get
+  hard-linked in) is not timed, nor is removing it afterwards.
+- **peak RSS MB**: every process a put starts (the tool, its children, the daemons it starts and
+  their children such as containerd, shims and buildah's re-executed helpers) is cloned into a
+  cgroup made for the put; every 100 ms the harness sums the PSS (` + "`/proc/PID/smaps_rollup`" + `) of all
+  processes in that cgroup, and the figure is the highest sum. PSS is RSS with each shared page
+  divided among the processes sharing it, so the sum does not count a binary mapped twice. RUN
+  steps that a daemon moves into cgroups of its own (docker, BuildKit) are not counted; buildah's
+  and ours are (they are small). Processes living less than 100 ms can be missed.
+- **down / up**: HTTP body bytes the registry sent to / received from the tool (manifests, configs,
+  layers, cache manifests), counted by a reverse proxy in front of Debian's docker-registry on
+  127.0.0.1; **blob GETs**: successful blob downloads; **uploads**: completed blob uploads (a
+  cross-repository mount or a blob the registry already has is not one).
+- **RUN steps**: every RUN of the corpus prints ` + "`benchrun=1`" + ` (written ` + "`benchrun=$((0+1))`" + ` in the
+  Dockerfile, so an echoed instruction does not match); the harness counts it in the put's log.
+  A RUN served from cache prints nothing.
+- Peers, each as its Concourse integration uses it:
+  - **ours**: ` + "`out`" + ` driven as Concourse drives it (request on stdin, work dir as argv[1]) with
+    ` + "`load_base`" + ` from the get and, in S1-S3, ` + "`cache: true`" + ` (` + "`cache_tag: latest`" + `). Where the
+    binary measured lacks the remote cache (issue 4), ` + "`out`" + ` warns and builds without it: S2/S3 then
+    show a full rebuild. The binaries are built from the working tree at each run.
+    **ours (FROM pulled)** (S4 only) has no ` + "`load_base`" + ` and pulls the base from the registry.
+  - **docker-image-resource flow**: a fresh dockerd per put (empty --data-root), ` + "`docker load`" + ` of the
+    get's docker archive and ` + "`docker tag`" + ` as its load_base does, ` + "`docker pull`" + ` of the cache image
+    and ` + "`docker build --cache-from`" + ` (BuildKit mode, built with ` + "`BUILDKIT_INLINE_CACHE=1`" + `, without
+    which a pulled image gives no cache), ` + "`docker push`" + `.
+  - **buildah CLI**: fresh --root/--runroot per put and a private blob-info cache (the default,
+    /var/lib/containers/cache, is host-wide and would leak between fresh workers and hide uploads:
+    a bind mount in a private mount namespace hides it), ` + "`buildah pull oci-archive:`" + ` of the get,
+    ` + "`buildah build --layers --isolation chroot --cache-from/--cache-to <repo>-buildah-cache`" + `, ` + "`buildah push`" + `.
+  - **BuildKit**: buildkitd (OCI worker, Debian's runc, overlayfs snapshotter) with a fresh --root
+    per put; the base served from the get by a read-only local registry passed as a build arg, as
+    oci-build-task serves IMAGE_ARG_* images; ` + "`buildctl build`" + ` with registry cache import/export
+    (mode=max, ` + "`<repo>:<tag>-buildcache`" + `) and ` + "`--output type=image,push=true`" + ` (pushing directly, which
+    saves the separate registry-image put an oci-build-task pipeline has).
+- S1 puts of a peer go to a new repository each (the registry has none of the image); the last
+  one is the previous pipeline run whose image and cache S2 and S3 use. S2 pushes the same tag
+  again; S3 pushes a new tag.
+`
+
+func writeTable(b *strings.Builder, t Table, ours string) {
+	fmt.Fprintf(b, "\n## %s on %s: %s\n\n", t.ID, t.Base, t.Title)
+	fmt.Fprintf(b, "Dockerfile: %s.\n\n", t.Note)
+	b.WriteString("| tool | wall s | peak RSS MB | down | up | blob GETs | uploads | RUN steps | puts |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var base *Measurement
+	for _, r := range t.Rows {
+		if r.Peer == ours && len(r.Puts) > 0 {
+			m := Median(r.Puts)
+			base = &m
+		}
+	}
+	var failures []string
+	for _, r := range t.Rows {
+		for _, e := range r.Errors {
+			failures = append(failures, fmt.Sprintf("- %s, %s", r.Peer, strings.ReplaceAll(firstLine(e), "|", "\\|")))
+		}
+		if len(r.Puts) == 0 {
+			fmt.Fprintf(b, "| %s | failed | | | | | | | 0 of %d |\n", r.Peer, len(r.Errors))
+			continue
+		}
+		m := Median(r.Puts)
+		isOurs := r.Peer == ours || base == nil
+		cell := func(v, ref, min float64, text string) string {
+			if isOurs {
+				return text
+			}
+			return text + ratio(v, ref, min)
+		}
+		var ref Measurement
+		if base != nil {
+			ref = *base
+		}
+		puts := fmt.Sprint(len(r.Puts))
+		if len(r.Errors) > 0 {
+			puts = fmt.Sprintf("%d of %d", len(r.Puts), len(r.Puts)+len(r.Errors))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %d | %d | %s |\n", r.Peer,
+			cell(m.Wall.Seconds(), ref.Wall.Seconds(), 0.01, fmt.Sprintf("%.1f", m.Wall.Seconds())),
+			cell(m.PeakMB, ref.PeakMB, 1, fmt.Sprintf("%.0f", m.PeakMB)),
+			cell(float64(m.Traffic.Down), float64(ref.Traffic.Down), 1000, FormatBytes(m.Traffic.Down)),
+			cell(float64(m.Traffic.Up), float64(ref.Traffic.Up), 1000, FormatBytes(m.Traffic.Up)),
+			m.Traffic.BlobGets, m.Traffic.Uploads, m.Runs, puts)
+	}
+	if len(failures) > 0 {
+		b.WriteString("\n" + strings.Join(failures, "\n") + "\n")
+	}
+}
+
+// ratio is " (×v/ref)", or "" when ref is too small for a ratio to mean anything.
+func ratio(v, ref, min float64) string {
+	switch r := v / ref; {
+	case ref < min:
+		return ""
+	case r >= 10:
+		return fmt.Sprintf(" (×%.0f)", r)
+	default:
+		return fmt.Sprintf(" (×%.2g)", r)
+	}
+}
+
+// writeTargets compares ours with the targets of issue 6, on the first base with results.
+func writeTargets(b *strings.Builder, rep *Report) {
+	find := func(id, peer string) (Measurement, bool) {
+		for _, t := range rep.Tables {
+			if t.ID != id || t.Base != rep.Tables[0].Base {
+				continue
+			}
+			for _, r := range t.Rows {
+				if r.Peer == peer && len(r.Puts) > 0 {
+					return Median(r.Puts), true
+				}
+			}
+		}
+		return Measurement{}, false
+	}
+	fastestPeer := func(id string) (string, float64) {
+		name, best := "", 0.0
+		for _, t := range rep.Tables {
+			if t.ID != id || t.Base != rep.Tables[0].Base {
+				continue
+			}
+			for _, r := range t.Rows {
+				if r.Peer == rep.Ours || len(r.Puts) == 0 {
+					continue
+				}
+				if w := Median(r.Puts).Wall.Seconds(); name == "" || w < best {
+					name, best = r.Peer, w
+				}
+			}
+		}
+		return name, best
+	}
+	if len(rep.Tables) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n## Issue 6's targets for ours (on %s; reported, not asserted)\n\n| target | figure | met |\n|---|---|---|\n", rep.Tables[0].Base)
+	line := func(target, figure string, met bool) {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", target, figure, map[bool]string{true: "yes", false: "**no**"}[met])
+	}
+	const bk = "BuildKit (buildctl)"
+	if o, ok := find("S1", rep.Ours); ok {
+		if name, best := fastestPeer("S1"); name != "" {
+			line("S1 no slower than the fastest peer", fmt.Sprintf("%.1f s vs %s %.1f s", o.Wall.Seconds(), name, best), o.Wall.Seconds() <= best)
+		}
+	}
+	if o, ok := find("S2", rep.Ours); ok {
+		line("S2: 0 RUN steps", fmt.Sprintf("%d", o.Runs), o.Runs == 0)
+		line("S2: under 10 KB downloaded", FormatBytes(o.Traffic.Down), o.Traffic.Down < 10_000)
+		if k, ok := find("S2", bk); ok {
+			line("S2 faster than BuildKit", fmt.Sprintf("%.1f s vs %.1f s", o.Wall.Seconds(), k.Wall.Seconds()), o.Wall < k.Wall)
+		}
+	}
+	if o, ok := find("S3", rep.Ours); ok {
+		if k, ok := find("S3", bk); ok {
+			line("S3 no slower than BuildKit", fmt.Sprintf("%.1f s vs %.1f s", o.Wall.Seconds(), k.Wall.Seconds()), o.Wall <= k.Wall)
+		}
+		line("S3: only changed layers pushed (RUN and COPY after the change)", FormatBytes(o.Traffic.Up)+" up", o.Traffic.Up < 1_000_000)
+	}
+	if o, ok := find("S4", rep.Ours); ok {
+		var baseBytes int64
+		for _, base := range rep.Bases {
+			if base.Name == rep.Tables[0].Base {
+				baseBytes = base.LayerBytes
+			}
+		}
+		line("S4: no base bytes uploaded", fmt.Sprintf("%s up per put (base %s)", FormatBytes(o.Traffic.Up), FormatBytes(baseBytes)), o.Traffic.Up < baseBytes/2)
+		line("S4: under 2 s per put", fmt.Sprintf("%.1f s", o.Wall.Seconds()), o.Wall < 2*time.Second)
+	}
+	var peak float64
+	for _, t := range rep.Tables {
+		for _, r := range t.Rows {
+			if r.Peer == rep.Ours && len(r.Puts) > 0 && Median(r.Puts).PeakMB > peak {
+				peak = Median(r.Puts).PeakMB
+			}
+		}
+	}
+	line("peak RSS under 150 MB (highest median of any scenario)", fmt.Sprintf("%.0f MB", peak), peak < 150)
+}
+
+// FormatBytes writes n in B, KB, or MB (powers of 1000).
+func FormatBytes(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1_000_000:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	default:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+}

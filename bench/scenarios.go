@@ -1,0 +1,239 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Measurement is what one put cost.
+type Measurement struct {
+	Wall    time.Duration
+	PeakMB  float64
+	Traffic Traffic
+	Runs    int // RUN steps executed
+}
+
+// Row is one peer's puts in one scenario.
+type Row struct {
+	Peer   string
+	Puts   []Measurement
+	Errors []string // the puts that failed, and why
+}
+
+// Table is one scenario on one base.
+type Table struct {
+	ID, Title, Base, Note string
+	Rows                  []Row
+}
+
+// Runner runs the scenarios. Every put is a Step: a fresh work directory and cgroup, removed after.
+type Runner struct {
+	Registry *Registry
+	Work     string // scratch directory for contexts and steps
+	Cgroup   string // parent cgroup (v2) of the steps
+	LogDir   string // every step's log is kept here
+	Reps     int    // repetitions of S1, S2 and S3
+	FanOut   int    // puts of S4
+	BlobMB   int    // size of the app's RUN output
+	Peers    []Peer // peers of every scenario; Peers[0] is ours
+	FanPeers []Peer // peers of S4
+	Progress io.Writer
+
+	steps int
+}
+
+// Run runs S1 to S4 on base and returns their tables.
+func (r *Runner) Run(ctx context.Context, base *Base) ([]Table, error) {
+	contexts := filepath.Join(r.Work, "contexts", base.Name)
+	app := func(change int) string { return filepath.Join(contexts, fmt.Sprintf("app-%d", change)) }
+	for change := 0; change <= r.Reps; change++ {
+		if err := WriteApp(app(change), base, change, r.BlobMB); err != nil {
+			return nil, err
+		}
+	}
+	multi := filepath.Join(contexts, "multistage")
+	if err := WriteMultiStage(multi, base); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= r.FanOut; i++ {
+		if err := WriteService(filepath.Join(contexts, fmt.Sprintf("svc-%d", i)), base, i); err != nil {
+			return nil, err
+		}
+	}
+	repo := func(p Peer, what string) string {
+		return fmt.Sprintf("%s/bench/%s/%s/%s", r.Registry.Host, base.Name, slug(p.Name()), what)
+	}
+	cache := &Cache{From: "latest", To: "latest"}
+
+	// The last cold put of each peer is the "previous pipeline run" whose cache S2 and S3 use.
+	s1 := r.scenario(ctx, "S1", "cold: load base + build + push (remote cache export configured)", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+		return app(0), Job{Base: base, Repo: repo(p, fmt.Sprintf("app-cold-%d", rep)), Tag: "latest", Cache: cache}
+	})
+	s1m := r.scenario(ctx, "S1m", "cold, multi-stage build", base, r.Peers, "multistage", func(p Peer, rep int) (string, Job) {
+		return multi, Job{Base: base, Repo: repo(p, fmt.Sprintf("ms-cold-%d", rep)), Tag: "latest", Cache: cache}
+	})
+	seed := func(p Peer, what string) string { return repo(p, fmt.Sprintf("%s-cold-%d", what, r.Reps)) }
+	s2 := r.scenario(ctx, "S2", "fresh worker, no change: rebuild with the remote cache, push", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+		return app(0), Job{Base: base, Repo: seed(p, "app"), Tag: "latest", Cache: cache}
+	})
+	s2m := r.scenario(ctx, "S2m", "fresh worker, no change, multi-stage build", base, r.Peers, "multistage", func(p Peer, rep int) (string, Job) {
+		return multi, Job{Base: base, Repo: seed(p, "ms"), Tag: "latest", Cache: cache}
+	})
+	s3 := r.scenario(ctx, "S3", "fresh worker, one source file changed (copied late), cache from the previous run", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+		tag := fmt.Sprintf("s3-%d", rep)
+		return app(rep), Job{Base: base, Repo: seed(p, "app"), Tag: tag, Cache: &Cache{From: "latest", To: tag}}
+	})
+	s4 := r.fanOut(ctx, base, contexts, repo)
+	return []Table{s1, s1m, s2, s2m, s3, s4}, nil
+}
+
+// scenario runs Reps puts per peer, the peers taking turns.
+func (r *Runner) scenario(ctx context.Context, id, title string, base *Base, peers []Peer, note string, job func(Peer, int) (string, Job)) Table {
+	t := Table{ID: id, Title: title, Base: base.Name, Note: note, Rows: make([]Row, len(peers))}
+	for rep := 1; rep <= r.Reps; rep++ {
+		for i, p := range peers {
+			t.Rows[i].Peer = p.Name()
+			if ctx.Err() != nil {
+				return t
+			}
+			contextDir, j := job(p, rep)
+			m, err := r.put(ctx, fmt.Sprintf("%s-%s-%s-%d", id, base.Name, slug(p.Name()), rep), p, contextDir, j)
+			if err != nil {
+				t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("put %d: %v", rep, err))
+				continue
+			}
+			t.Rows[i].Puts = append(t.Rows[i].Puts, m)
+		}
+	}
+	return t
+}
+
+// fanOut runs S4: FanOut small Dockerfiles on one base, each put a fresh worker.
+func (r *Runner) fanOut(ctx context.Context, base *Base, contexts string, repo func(Peer, string) string) Table {
+	t := Table{ID: "S4", Title: fmt.Sprintf("fan-out: %d small Dockerfiles on one base, each put a fresh worker", r.FanOut),
+		Base: base.Name, Note: "figures per put", Rows: make([]Row, len(r.FanPeers))}
+	for i, p := range r.FanPeers {
+		t.Rows[i].Peer = p.Name()
+		for n := 1; n <= r.FanOut && ctx.Err() == nil; n++ {
+			j := Job{Base: base, Repo: repo(p, fmt.Sprintf("svc-%d", n)), Tag: "latest"}
+			m, err := r.put(ctx, fmt.Sprintf("S4-%s-%s-%d", base.Name, slug(p.Name()), n), p, filepath.Join(contexts, fmt.Sprintf("svc-%d", n)), j)
+			if err != nil {
+				t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("put %d: %v", n, err))
+				continue
+			}
+			t.Rows[i].Puts = append(t.Rows[i].Puts, m)
+		}
+	}
+	return t
+}
+
+// put runs one put on a fresh worker and measures it. Preparing the worker (a fresh copy of the
+// context, the base's get linked in) is not timed; removing it afterwards is not either.
+func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir string, job Job) (Measurement, error) {
+	r.steps++
+	s, err := NewStep(filepath.Join(r.Work, fmt.Sprintf("step-%03d", r.steps)), r.Cgroup)
+	if err != nil {
+		return Measurement{}, err
+	}
+	if err := copyTree(contextDir, filepath.Join(s.Dir, "ctx"), false); err != nil {
+		s.Close()
+		return Measurement{}, fmt.Errorf("copying the context: %w", err)
+	}
+	if err := copyTree(job.Base.GetDir, filepath.Join(s.Dir, "base"), true); err != nil {
+		s.Close()
+		return Measurement{}, fmt.Errorf("linking the base's get: %w", err)
+	}
+	r.Registry.Reset()
+	s.Begin()
+	putErr := p.Put(ctx, s, job)
+	m := Measurement{Wall: s.Elapsed(), Traffic: r.Registry.Reset()}
+	closeErr := s.Close()
+	m.PeakMB = s.PeakMB()
+	m.Runs = strings.Count(s.Log(), RunMarker)
+
+	logFile := filepath.Join(r.LogDir, label+".log")
+	text := fmt.Sprintf("%s\n--- peak memory %.0f MB: %s\n--- daemons\n%s", s.Log(), m.PeakMB, s.PeakProcesses(), s.DaemonLog())
+	if err := os.WriteFile(logFile, []byte(text), 0o644); err != nil {
+		return m, fmt.Errorf("keeping the step's log: %w", err)
+	}
+	status := "ok"
+	if putErr != nil {
+		putErr = fmt.Errorf("%s (log %s)", lastErrorLine(s.Log(), putErr), logFile)
+		status = "FAILED: " + putErr.Error()
+	}
+	fmt.Fprintf(r.Progress, "%-40s %6.1f s %6.0f MB  down %8s  up %8s  RUN %d  %s (log %s)\n", label, m.Wall.Seconds(), m.PeakMB,
+		FormatBytes(m.Traffic.Down), FormatBytes(m.Traffic.Up), m.Runs, status, logFile)
+	if putErr != nil {
+		return m, putErr
+	}
+	if closeErr != nil {
+		fmt.Fprintf(r.Progress, "  cleaning up: %v\n", closeErr)
+	}
+	return m, nil
+}
+
+// Median of the puts' figures; each figure's median is taken on its own.
+func Median(puts []Measurement) Measurement {
+	var m Measurement
+	m.Wall = time.Duration(median(puts, func(p Measurement) float64 { return float64(p.Wall) }))
+	m.PeakMB = median(puts, func(p Measurement) float64 { return p.PeakMB })
+	m.Traffic.Down = int64(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Down) }))
+	m.Traffic.Up = int64(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Up) }))
+	m.Traffic.BlobGets = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.BlobGets) }))
+	m.Traffic.Uploads = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Uploads) }))
+	m.Runs = int(median(puts, func(p Measurement) float64 { return float64(p.Runs) }))
+	return m
+}
+
+// median is the middle value (the mean of the two middle ones for an even count).
+func median(puts []Measurement, f func(Measurement) float64) float64 {
+	if len(puts) == 0 {
+		return 0
+	}
+	v := make([]float64, len(puts))
+	for i, p := range puts {
+		v[i] = f(p)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// slug makes a peer's name usable in a repository path.
+func slug(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
+}
+
+// lastErrorLine is the last line of a failed put's log that mentions an error (the tool's own
+// message), or the first line of err.
+func lastErrorLine(log string, err error) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(strings.ToLower(lines[i]), "error") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return firstLine(err.Error())
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
