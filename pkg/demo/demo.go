@@ -1,6 +1,7 @@
 // Package demo runs the resource's main job on this machine, the way Concourse would: an embedded
 // registry, a base image pushed by out and saved by in, a Dockerfile built by out with load_base,
-// and the built image read back. It prints each request, the resource's log and what it wrote.
+// a no-change rebuild that runs nothing and a one-file change that runs only what follows it, as
+// fresh workers would, and the built image read back. It prints each request, the resource's log and what it wrote.
 package demo
 
 import (
@@ -88,30 +89,52 @@ func Run(ctx context.Context, moduleRoot string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "%s/Dockerfile:\n%s\n", app, indent(mustRead(filepath.Join(app, "Dockerfile"))))
 	appSrc := map[string]any{"repository": host + "/demo/app", "insecure": true}
-	before := uploaded.Load()
-	var resp struct {
-		Version map[string]string `json:"version"`
+	putApp := func() (map[string]string, int64, error) {
+		before := uploaded.Load()
+		var resp struct {
+			Version map[string]string `json:"version"`
+		}
+		err := d.runJSON("out", map[string]any{"source": appSrc, "params": map[string]any{
+			"build": "app", "load_base": "base", "cache": true,
+			"build_args": map[string]string{"GREETING": "hello from $BUILD_PIPELINE_NAME"},
+		}}, put, &resp)
+		return resp.Version, uploaded.Load() - before, err
 	}
-	if err := d.runJSON("out", map[string]any{"source": appSrc, "params": map[string]any{
-		"build": "app", "load_base": "base", "build_args": map[string]string{"GREETING": "hello from $BUILD_PIPELINE_NAME"},
-	}}, put, &resp); err != nil {
+	version, sent, err := putApp()
+	if err != nil {
 		return err
 	}
 	d.say("The registry received %d bytes of blobs for the app (the busybox layer alone is %d bytes: it was not sent again)",
-		uploaded.Load()-before, layerSize(base))
+		sent, layerSize(base))
 
-	d.say("5. in reads the built image back as a root filesystem")
+	d.say("5. The same put again, as on a fresh worker (every out starts with empty storage): cache: true reads the last push's cache keys, every step hits, nothing runs")
+	version, sent, err = putApp()
+	if err != nil {
+		return err
+	}
+	d.say("Same digest %s; blobs uploaded: %d bytes", version["digest"], sent)
+
+	d.say("6. One source file changes: the steps before its COPY still hit, the COPY and what follows run")
+	if err := os.WriteFile(filepath.Join(app, "hello.txt"), []byte("hello again, world\n"), 0o644); err != nil {
+		return err
+	}
+	if version, sent, err = putApp(); err != nil {
+		return err
+	}
+	d.say("New digest %s; blobs uploaded: %d bytes (the new layer and config only)", version["digest"], sent)
+
+	d.say("7. in reads the built image back as a root filesystem")
 	appDir := filepath.Join(work, "app-image")
 	if err := os.MkdirAll(appDir, 0o755); err != nil {
 		return err
 	}
-	if _, err := d.run("in", map[string]any{"source": appSrc, "version": resp.Version, "params": map[string]any{"format": "rootfs"}}, appDir); err != nil {
+	if _, err := d.run("in", map[string]any{"source": appSrc, "version": version, "params": map[string]any{"format": "rootfs"}}, appDir); err != nil {
 		return err
 	}
 	for _, f := range []string{"rootfs/greeting.txt", "rootfs/app/hello.txt"} {
 		fmt.Fprintf(w, "%s: %s\n", f, strings.TrimSpace(mustRead(filepath.Join(appDir, f))))
 	}
-	d.say("Done: the image %s@%s is built from the saved base and pushed.", host+"/demo/app", resp.Version["digest"])
+	d.say("Done: the image %s@%s is built from the saved base and pushed.", host+"/demo/app", version["digest"])
 	return nil
 }
 

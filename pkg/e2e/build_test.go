@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -76,8 +77,13 @@ func TestBuildFromALoadedBase(t *testing.T) {
 	if got, _ := builtLayers[0].Digest(); got != baseLayerDigest {
 		t.Errorf("first layer %s, want the base's %s", got, baseLayerDigest)
 	}
-	if _, uploaded := reg.BlobUploads(); uploaded >= baseLayerSize {
+	_, uploaded := reg.BlobUploads()
+	if uploaded >= baseLayerSize {
 		t.Errorf("uploaded %d bytes, the base layer alone is %d: it was sent again", uploaded, baseLayerSize)
+	}
+	// The log says what was really sent, not the image's size.
+	if want := "uploaded " + progress.Size(uploaded) + ", the registry had the rest"; !strings.Contains(res.Stderr, want) {
+		t.Errorf("the log does not say %q:\n%s", want, res.Stderr)
 	}
 
 	// The secret is in no layer, no history entry and no log.
@@ -133,28 +139,9 @@ func TestBuildOfflineWithAFromSpelledThreeWays(t *testing.T) {
 	copyContext(t, "three-ways", filepath.Join(work, "ctx"), map[string]string{"DIGEST": baseDigest.String()})
 
 	storage := t.TempDir()
-	request := mustJSON(t, map[string]any{
-		"source": map[string]any{"repository": "127.0.0.1:5000/offline", "insecure": true},
-		"params": map[string]any{"build": "ctx", "load_base": "base", "offline": true},
-	})
-	writeFile(t, filepath.Join(work, "request.json"), request)
-	writeFile(t, filepath.Join(storage, "config.yml"), "version: 0.1\nstorage: {filesystem: {rootdirectory: "+storage+"/data}}\nhttp: {addr: 127.0.0.1:5000}\n")
-	script := `set -e
-ip link set lo up
-docker-registry serve "$1/config.yml" >"$1/registry.log" 2>&1 &
-for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
-"$2" "$3" < "$3/request.json"`
-	cmd := exec.Command("unshare", "-n", "bash", "-c", script, "netns", storage, filepath.Join(testharness.Binaries(t), "out"), work)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("out in a network namespace: %v\n%s", err, stderr.String())
-	}
-	t.Logf("stderr:\n%s", stderr.String())
-	var resp api.Response
-	testharness.Result{Stdout: stdout.Bytes(), Stderr: stderr.String()}.JSON(t, &resp)
+	resp, log := outOffline(t, work, storage, map[string]any{"build": "ctx", "load_base": "base", "offline": true})
 	for _, spelling := range []string{"FROM busybox (line 1)", "FROM docker.io/library/busybox:latest (line 4)", "FROM busybox@" + baseDigest.String() + " (line 7)"} {
-		if !strings.Contains(stderr.String(), spelling+": using loaded base busybox:latest") {
+		if !strings.Contains(log, spelling+": using loaded base busybox:latest") {
 			t.Errorf("log does not say %q used the loaded base", spelling)
 		}
 	}
@@ -303,4 +290,31 @@ func requireTool(t *testing.T, tool string) {
 		}
 		t.Skipf("%s is missing", tool)
 	}
+}
+
+// outOffline runs out in a network namespace of its own, where nothing but a docker-registry
+// at 127.0.0.1:5000 answers (keeping its data in storage), pushing to 127.0.0.1:5000/offline.
+// It returns the response and the log.
+func outOffline(t *testing.T, work, storage string, params map[string]any) (api.Response, string) {
+	t.Helper()
+	writeFile(t, filepath.Join(work, "request.json"), mustJSON(t, map[string]any{
+		"source": map[string]any{"repository": "127.0.0.1:5000/offline", "insecure": true},
+		"params": params,
+	}))
+	writeFile(t, filepath.Join(storage, "config.yml"), "version: 0.1\nstorage: {filesystem: {rootdirectory: "+storage+"/data}}\nhttp: {addr: 127.0.0.1:5000}\n")
+	script := `set -e
+ip link set lo up
+docker-registry serve "$1/config.yml" >"$1/registry.log" 2>&1 &
+for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
+"$2" "$3" < "$3/request.json"`
+	cmd := exec.Command("unshare", "-n", "bash", "-c", script, "netns", storage, filepath.Join(testharness.Binaries(t), "out"), work)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("out in a network namespace: %v\n%s", err, stderr.String())
+	}
+	t.Logf("stderr:\n%s", stderr.String())
+	var resp api.Response
+	testharness.Result{Stdout: stdout.Bytes(), Stderr: stderr.String()}.JSON(t, &resp)
+	return resp, stderr.String()
 }

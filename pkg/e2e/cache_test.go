@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -155,27 +153,8 @@ func TestCacheFromAGetDirectoryOffline(t *testing.T) {
 	first := putCached(t, work, source(reg, "app"), map[string]any{"build": "app", "load_base": "base", "build_args": buildArgs})
 	getInto(t, reg, "app", "latest", mustHash(t, first.resp.Version.Digest), filepath.Join(work, "cache"), nil)
 
-	storage := t.TempDir()
-	writeFile(t, filepath.Join(work, "request.json"), mustJSON(t, map[string]any{
-		"source": map[string]any{"repository": "127.0.0.1:5000/offline", "insecure": true},
-		"params": map[string]any{"build": "app", "load_base": "base", "offline": true, "cache_from": []string{"cache"}, "build_args": buildArgs},
-	}))
-	writeFile(t, filepath.Join(storage, "config.yml"), "version: 0.1\nstorage: {filesystem: {rootdirectory: "+storage+"/data}}\nhttp: {addr: 127.0.0.1:5000}\n")
-	script := `set -e
-ip link set lo up
-docker-registry serve "$1/config.yml" >"$1/registry.log" 2>&1 &
-for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/5000) 2>/dev/null && break; sleep 0.1; done
-"$2" "$3" < "$3/request.json"`
-	cmd := exec.Command("unshare", "-n", "bash", "-c", script, "netns", storage, filepath.Join(testharness.Binaries(t), "out"), work)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("out in a network namespace: %v\n%s", err, stderr.String())
-	}
-	t.Logf("stderr:\n%s", stderr.String())
-	var resp api.Response
-	testharness.Result{Stdout: stdout.Bytes(), Stderr: stderr.String()}.JSON(t, &resp)
-	assertStepLine(t, stderr.String(), stepRandom, "cache hit (from cache)")
+	resp, log := outOffline(t, work, t.TempDir(), map[string]any{"build": "app", "load_base": "base", "offline": true, "cache_from": []string{"cache"}, "build_args": buildArgs})
+	assertStepLine(t, log, stepRandom, "cache hit (from cache)")
 	if resp.Version.Digest != first.resp.Version.Digest {
 		t.Errorf("pushed %s, the cache image is %s", resp.Version.Digest, first.resp.Version.Digest)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -28,6 +29,7 @@ type Client struct {
 	opts   []remote.Option
 	mOpts  []remote.Option
 	log    logrus.FieldLogger
+	sent   *atomic.Int64 // bytes of blob uploads sent to the repository's registry
 }
 
 // New makes a client for the source's repository.
@@ -36,18 +38,19 @@ func New(ctx context.Context, src api.Source, log logrus.FieldLogger) (*Client, 
 	if err != nil {
 		return nil, err
 	}
-	opts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log)
+	sent := &atomic.Int64{}
+	opts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, sent)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{repo: repo, opts: opts, log: log}
+	c := &Client{repo: repo, opts: opts, log: log, sent: sent}
 	if m := src.RegistryMirror; m != nil && repo.RegistryStr() == name.DefaultRegistry {
 		mirrorRepo, err := name.NewRepository(m.Host+"/"+repo.RepositoryStr(), nameOptions(src, m.Host)...)
 		if err != nil {
 			return nil, fmt.Errorf("source.registry_mirror.host: %w", err)
 		}
 		c.mirror = &mirrorRepo
-		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log); err != nil {
+		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, &atomic.Int64{}); err != nil {
 			return nil, err
 		}
 	}
@@ -91,7 +94,8 @@ func basic(username, password string) authn.Authenticator {
 	return &authn.Basic{Username: username, Password: password}
 }
 
-func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger) ([]remote.Option, error) {
+// options are the remote options for one registry; sent counts the blob bytes uploaded to it.
+func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, sent *atomic.Int64) ([]remote.Option, error) {
 	certs := make([]string, 0, len(src.CACerts))
 	for _, c := range src.CACerts {
 		certs = append(certs, c.Cert)
@@ -103,7 +107,7 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
-		remote.WithTransport(rt),
+		remote.WithTransport(countUploads{next: rt, sent: sent}),
 		remote.WithUserAgent("buildah-image-resource"),
 		// The transport retries requests; go-containerregistry retries only what the transport
 		// could not: streamed blob uploads, sent again whole.
@@ -116,6 +120,9 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	}
 	return opts, nil
 }
+
+// Uploaded is the number of blob bytes this client has sent: what the registry did not have.
+func (c *Client) Uploaded() int64 { return c.sent.Load() }
 
 // Name is the repository as the registry knows it, e.g. registry.example.com/team/app.
 func (c *Client) Name() string { return c.repo.Name() }

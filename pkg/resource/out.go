@@ -75,8 +75,8 @@ func Out(ctx context.Context, env Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	meter.Done()
-	env.Log.Infof("pushed %s@%s in %.1fs", client.Name(), digest, time.Since(start).Seconds())
+	env.Log.Infof("pushed %s@%s in %.1fs: uploaded %s, the registry had the rest of the image's %s",
+		client.Name(), digest, time.Since(start).Seconds(), progress.Size(client.Uploaded()), progress.Size(size))
 	return api.Response{
 		Version: api.Version{Digest: digest.String(), Tag: tagList[0]},
 		Metadata: append([]api.MetadataField{
