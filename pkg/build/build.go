@@ -167,6 +167,7 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.Cache, opts.Log)
 		if err != nil {
 			opts.Log.Warnf("cache: %v; building without it", err)
+			opts.Cache = nil // nor are its layers reused
 		}
 	}
 	steps := newStepLog(opts.Stderr)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -355,4 +356,49 @@ func mustHash(t *testing.T, s string) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestCacheFromACorruptGet: a late source change makes the build read the cache image's early
+// layers, and one was damaged on disk: that is reported, the build runs every step and pushes
+// the right content.
+func TestCacheFromACorruptGet(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	work := t.TempDir()
+	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
+	copyCacheContext(t, "app", filepath.Join(work, "app"))
+	params := map[string]any{"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef}}
+	first := putCached(t, work, source(reg, "app"), params)
+	getInto(t, reg, "app", "latest", mustHash(t, first.resp.Version.Digest), filepath.Join(work, "cache"), nil)
+	layers := layerDigests(t, reg.Image(t, reg.Ref("app@"+first.resp.Version.Digest)))
+	flipByteOfBlob(t, filepath.Join(work, "cache/image.tar"), layers[1])
+	writeFile(t, filepath.Join(work, "app/src/hello.txt"), "hello again\n")
+
+	params["cache_from"] = []string{"cache"}
+	res := putCached(t, work, source(reg, "app"), params)
+	if !strings.Contains(res.stderr, "WARNING: cache: ") {
+		t.Errorf("no warning names the damaged cache image:\n%s", res.stderr)
+	}
+	if got := metadata(res.resp, "cache_hits"); got != "0/8" {
+		t.Errorf("cache_hits = %q, want 0/8", got)
+	}
+	if files := imageFiles(t, reg.Image(t, reg.Ref("app@"+res.resp.Version.Digest))); files["app/all"] != "hello again\nworld\n" {
+		t.Errorf("/app/all = %q", files["app/all"])
+	}
+}
+
+// flipByteOfBlob changes one byte of blob digest's content inside the tar at path.
+func flipByteOfBlob(t *testing.T, path string, digest v1.Hash) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := bytes.Index(data, []byte("blobs/sha256/"+digest.Hex))
+	if header < 0 {
+		t.Fatalf("%s holds no blob %s", path, digest)
+	}
+	data[header-header%512+512+20] ^= 0xff // 20 bytes into the content that follows the header block
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -130,7 +130,7 @@ func (c *buildCache) stamp(r *build.Result) (v1.Image, error) {
 }
 
 // metadata is cache_hits, cache_source and cache_first_miss. After a build, the hits are the
-// final stage's steps that did not run (the FROM counts as a hit when its base is the cache's).
+// final stage's steps that did not run (and the FROM, when one did not).
 func (c *buildCache) metadata(r *build.Result) []api.MetadataField {
 	if c.plan == nil {
 		return nil
@@ -138,7 +138,7 @@ func (c *buildCache) metadata(r *build.Result) []api.MetadataField {
 	hits, firstMiss := cache.Summary(c.plan, c.chosen)
 	if r != nil && c.chosen != nil {
 		n := finalStageHits(r.Steps)
-		if c.chosen.Match.Hits > 0 {
+		if n > 0 {
 			n++ // the FROM
 		}
 		hits = fmt.Sprintf("%d/%d", n, len(c.plan.Final().Steps))
