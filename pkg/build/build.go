@@ -5,9 +5,10 @@
 // It is the only package of the project that imports buildah and
 // containers/*. Bases that a Concourse get already fetched are loaded into
 // the storage before the build (no registry contact for them), and the built
-// image reuses their original compressed layers, so a push uploads only the
-// new layers. An earlier image of the same build can serve as cache on a
-// fresh storage (Cache): the steps it has are not run and keep its layers.
+// image reuses their original compressed layers, as it does those of the
+// images the build pulls, so a push uploads only the new layers. An earlier
+// image of the same build can serve as cache on a fresh storage (Cache): the
+// steps it has are not run and keep its layers.
 //
 // A binary using this package must call Reexec first thing in main.
 package build
@@ -68,7 +69,8 @@ type Options struct {
 	// mount test) and falls back to vfs.
 	StorageDriver string
 	// WorkDir is a private directory for the storage, run root, temporary
-	// files and policy; Close removes everything Build put there.
+	// files and policy; Close removes everything Build put there. Build marks
+	// it a top directory for ext4's inode allocator (see spreadInodes).
 	WorkDir string
 	// TempDir is buildah's TMPDIR: RUN --mount=type=cache directories live below it, so a
 	// caller can fill them before the build and read them after it. "" = inside WorkDir.
@@ -78,11 +80,20 @@ type Options struct {
 	Auth func(registryHost string) (username, password string)
 	// Insecure says whether plain HTTP / no TLS verification is allowed for a
 	// registry.
-	Insecure       func(registryHost string) bool
+	Insecure func(registryHost string) bool
+	// Mirror, when set, is tried first for FROM images of Docker Hub, Docker Hub itself next;
+	// Auth gives its credentials under its host.
+	Mirror         *Mirror
 	CACertsDir     string         // directory with *.crt extra CAs for pulls, "" = none
 	ManifestFormat string         // "oci" (default) or "docker"
 	Log            *logrus.Logger // progress and diagnostics; nil = stderr
 	Stderr         io.Writer      // where step headers and RUN output go; nil = os.Stderr
+}
+
+// Mirror is a registry mirroring Docker Hub.
+type Mirror struct {
+	Host     string // host[:port]
+	Insecure bool   // plain HTTP or no TLS verification
 }
 
 // Base is an image already loaded (from a Concourse get).
@@ -100,6 +111,8 @@ type Base struct {
 	Path string
 	// Image is the same image as go-containerregistry sees it (compressed
 	// layers as saved); its layers are reused in the result. May be nil.
+	// When set for an OCI base, it is what is loaded (its blobs read in
+	// place); Path is read by containers/image otherwise.
 	Image v1.Image
 }
 
@@ -115,12 +128,18 @@ type Step struct {
 // Result is a built image. It is valid until Close.
 type Result struct {
 	// Image is the built image with OCI media types (docker if asked). Layers
-	// that a base has are the base's original compressed layers; new layers
-	// are read from storage and gzip-compressed on first use.
+	// that a base has are the base's original compressed layers, layers of a
+	// pulled image are listed as its registry stores them (and fetched from it
+	// only if read); new layers are read from storage and gzip-compressed on
+	// first use.
 	Image v1.Image
 	Steps []Step
 	// BaseDigests maps each base name (loaded or pulled) to its digest.
 	BaseDigests map[string]string
+	// LayerSources maps the digest of each layer of Image that comes from an image the build
+	// pulled to that image's reference (repository@digest): a push to the same registry can mount
+	// it from there.
+	LayerSources map[v1.Hash]string
 	// Labels are the labels laid over the config (Options.Labels and the base's name and
 	// digest); ReplacedLabels the values they replaced.
 	Labels, ReplacedLabels map[string]string
@@ -140,6 +159,9 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	dockerfileBytes, err := os.ReadFile(opts.Dockerfile)
 	if err != nil {
 		return nil, fmt.Errorf("reading Dockerfile: %w", err)
+	}
+	if err := spreadInodes(opts.WorkDir); err != nil {
+		opts.Log.Debugf("storage: %v", err)
 	}
 	dir, err := os.MkdirTemp(opts.WorkDir, "build-")
 	if err != nil {
@@ -182,8 +204,9 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("building %s: %w", filepath.Base(opts.Dockerfile), err)
 	}
-	maps.Copy(r.BaseDigests, pulledImages(r.store, id, r.BaseDigests))
-	r.Image, err = resultImage(r.store, id, opts, env)
+	pulled := pulledStorageImages(r.store, id, r.BaseDigests)
+	maps.Copy(r.BaseDigests, pulledDigests(pulled, r.BaseDigests))
+	r.Image, r.LayerSources, err = resultImage(ctx, r.store, id, opts, env, pulled)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -24,23 +25,25 @@ import (
 
 // resultImage turns the built image in storage into a go-containerregistry
 // image: buildah's config bytes as they are, base layers as the bases' own
-// compressed blobs, new layers compressed from storage on first use.
-func resultImage(store storage.Store, id string, opts Options, env *environment) (v1.Image, error) {
+// compressed blobs, layers of pulled images as their registry stores them, new
+// layers compressed from storage on first use. It also returns the sources of
+// the pulled layers (digest -> pulled image), for mounts.
+func resultImage(ctx context.Context, store storage.Store, id string, opts Options, env *environment, pulled []storage.Image) (v1.Image, map[v1.Hash]string, error) {
 	manifestBytes, err := store.ImageBigData(id, storage.ImageDigestBigDataKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading built image manifest: %w", err)
+		return nil, nil, fmt.Errorf("reading built image manifest: %w", err)
 	}
 	stored, err := manifest.FromBlob(manifestBytes, manifest.GuessMIMEType(manifestBytes))
 	if err != nil {
-		return nil, fmt.Errorf("parsing built image manifest: %w", err)
+		return nil, nil, fmt.Errorf("parsing built image manifest: %w", err)
 	}
 	config, err := store.ImageBigData(id, stored.ConfigInfo().Digest.String())
 	if err != nil {
-		return nil, fmt.Errorf("reading built image config: %w", err)
+		return nil, nil, fmt.Errorf("reading built image config: %w", err)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(config))
 	if err != nil {
-		return nil, fmt.Errorf("parsing built image config: %w", err)
+		return nil, nil, fmt.Errorf("parsing built image config: %w", err)
 	}
 
 	img := &image{config: config, mediaType: types.OCIManifestSchema1, configMediaType: types.OCIConfigJSON}
@@ -56,29 +59,41 @@ func resultImage(store storage.Store, id string, opts Options, env *environment)
 
 	baseLayers, err := knownLayersByDiffID(opts, img.mediaType)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	storageLayers, err := layersByDiffID(store, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	pulledByDiffID, err := pulledLayers(ctx, store, env.sys, pulled)
+	if err != nil {
+		opts.Log.Warnf("%v: its layers are pushed from storage, compressed again", err)
+	}
+	sources := map[v1.Hash]string{}
 	for _, diffID := range cfg.RootFS.DiffIDs {
 		if l, ok := baseLayers[diffID]; ok {
 			img.layers = append(img.layers, l)
 			continue
 		}
+		if l, ok := pulledLayerAs(pulledByDiffID[diffID], img.mediaType); ok {
+			img.layers = append(img.layers, l)
+			sources[l.digest] = l.Source()
+			continue
+		}
 		layerID, ok := storageLayers[diffID]
 		if !ok {
-			return nil, fmt.Errorf("built image: no layer in storage has diffID %s", diffID)
+			return nil, nil, fmt.Errorf("built image: no layer in storage has diffID %s", diffID)
 		}
 		img.layers = append(img.layers, &storageLayer{store: store, id: layerID, diffID: diffID, mediaType: newLayerType, dir: env.layersDir})
 	}
-	return img.toV1()
+	v1Image, err := img.toV1()
+	return v1Image, sources, err
 }
 
 // knownLayersByDiffID maps the diffIDs of the layers of the bases and of the cache image to
 // those layers, with media types fit for the result's manifest type: a layer the result shares
 // with them keeps its compressed bytes (and digest), so a registry holding it receives nothing.
+// The diffIDs are the ones the configs list: nothing is decompressed.
 func knownLayersByDiffID(opts Options, manifestType types.MediaType) (map[v1.Hash]v1.Layer, error) {
 	byDiffID := map[v1.Hash]v1.Layer{}
 	images := map[string]v1.Image{}
@@ -91,32 +106,61 @@ func knownLayersByDiffID(opts Options, manifestType types.MediaType) (map[v1.Has
 		images["cache image "+opts.Cache.Ref] = opts.Cache.Image
 	}
 	for _, what := range slices.Sorted(maps.Keys(images)) {
-		layers, err := images[what].Layers()
+		layers, err := layersWithDiffIDs(images[what])
 		if err != nil {
 			return nil, fmt.Errorf("reading layers of %s: %w", what, err)
 		}
 		for _, l := range layers {
-			diffID, err := l.DiffID()
-			if err != nil {
-				return nil, fmt.Errorf("reading layers of %s: %w", what, err)
-			}
-			mt, err := l.MediaType()
-			if err != nil {
-				return nil, fmt.Errorf("reading layers of %s: %w", what, err)
-			}
-			want, ok := layerMediaType(manifestType, mt)
+			want, ok := layerMediaType(manifestType, l.mediaType)
 			if !ok {
 				continue // e.g. zstd in a docker manifest: use the layer from storage
 			}
-			if want != mt {
-				l = &retypedLayer{Layer: l, mediaType: want}
-			}
-			if _, seen := byDiffID[diffID]; !seen {
-				byDiffID[diffID] = l
+			l.mediaType = want
+			if _, seen := byDiffID[l.diffID]; !seen {
+				byDiffID[l.diffID] = l
 			}
 		}
 	}
 	return byDiffID, nil
+}
+
+// layersWithDiffIDs returns img's layers, each with the diffID its config lists.
+func layersWithDiffIDs(img v1.Image) ([]*knownLayer, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.RootFS.DiffIDs) != len(layers) {
+		return nil, fmt.Errorf("the config lists %d diffIDs for %d layers", len(cfg.RootFS.DiffIDs), len(layers))
+	}
+	known := make([]*knownLayer, len(layers))
+	for i, l := range layers {
+		mt, err := l.MediaType()
+		if err != nil {
+			return nil, err
+		}
+		known[i] = &knownLayer{Layer: l, diffID: cfg.RootFS.DiffIDs[i], mediaType: mt}
+	}
+	return known, nil
+}
+
+// pulledLayerAs is l listed with the media type fit for a manifest of type manifestType; false
+// when l is nil or such a manifest cannot hold it.
+func pulledLayerAs(l *pulledLayer, manifestType types.MediaType) (*pulledLayer, bool) {
+	if l == nil {
+		return nil, false
+	}
+	mt, ok := layerMediaType(manifestType, l.mediaType)
+	if !ok {
+		return nil, false
+	}
+	retyped := *l
+	retyped.mediaType = mt
+	return &retyped, true
 }
 
 // layerMediaType is the media type a base layer of type mt gets in a
@@ -256,13 +300,16 @@ func (i *v1Image) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 	return nil, fmt.Errorf("built image has no layer with diffID %s", h)
 }
 
-// retypedLayer is a base layer listed under another (equivalent) media type.
-type retypedLayer struct {
+// knownLayer is a layer of a base or of the cache image, with the diffID its image's config
+// lists (asking the layer could decompress it) and the media type the result lists it under.
+type knownLayer struct {
 	v1.Layer
+	diffID    v1.Hash
 	mediaType types.MediaType
 }
 
-func (l *retypedLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+func (l *knownLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *knownLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
 
 // storageLayer is a new layer read from storage; it is gzip-compressed into
 // a file on first need of its digest, size or compressed bytes.

@@ -20,16 +20,31 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// loadBase copies a saved base into the store (no network) and names it
-// under every name in b.Names.
+// loadBase puts a saved base into the store (no network) and names it under every name in
+// b.Names.
 func loadBase(ctx context.Context, store storage.Store, sys *types.SystemContext, b Base, log *logrus.Logger) error {
 	start := time.Now()
 	if len(b.Names) == 0 {
 		return fmt.Errorf("loading base %s: no names", b.Path)
 	}
+	var err error
+	if directlyStorable(b) {
+		err = putBase(store, b)
+	} else {
+		err = copyBase(ctx, store, sys, b)
+	}
+	if err != nil {
+		return fmt.Errorf("loading base %s from %s: %w", b.Names[0], b.Path, err)
+	}
+	log.Infof("loaded base %s in %.1fs", b.Names[0], time.Since(start).Seconds())
+	return nil
+}
+
+// copyBase copies a saved base into the store with containers/image.
+func copyBase(ctx context.Context, store storage.Store, sys *types.SystemContext, b Base) error {
 	src, err := baseReference(b)
 	if err != nil {
-		return fmt.Errorf("loading base %s: %w", b.Names[0], err)
+		return err
 	}
 	// Copy under a tagged name (a digested one would make storage check the
 	// digest of a manifest that an archive may have rewritten), then add all.
@@ -39,27 +54,26 @@ func loadBase(ctx context.Context, store storage.Store, sys *types.SystemContext
 	}
 	dest, err := istorage.Transport.NewStoreReference(store, placeholder, "")
 	if err != nil {
-		return fmt.Errorf("loading base %s: %w", b.Names[0], err)
+		return err
 	}
 	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
 	if err != nil {
-		return fmt.Errorf("loading base %s: signature policy: %w", b.Names[0], err)
+		return fmt.Errorf("signature policy: %w", err)
 	}
 	defer policy.Destroy()
 	if _, err := copy.Image(ctx, policy, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys}); err != nil {
-		return fmt.Errorf("loading base %s from %s: %w", b.Names[0], b.Path, err)
+		return err
 	}
 	img, err := istorage.Transport.GetStoreImage(store, dest)
 	if err != nil {
-		return fmt.Errorf("loading base %s: finding it in storage: %w", b.Names[0], err)
+		return fmt.Errorf("finding it in storage: %w", err)
 	}
 	if err := store.AddNames(img.ID, b.Names); err != nil {
-		return fmt.Errorf("loading base %s: naming it: %w", b.Names[0], err)
+		return fmt.Errorf("naming it: %w", err)
 	}
 	if err := store.RemoveNames(img.ID, []string{placeholder.String()}); err != nil {
-		return fmt.Errorf("loading base %s: naming it: %w", b.Names[0], err)
+		return fmt.Errorf("naming it: %w", err)
 	}
-	log.Infof("loaded base %s in %.1fs", b.Names[0], time.Since(start).Seconds())
 	return nil
 }
 

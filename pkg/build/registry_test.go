@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -138,3 +139,107 @@ func TestBuildPullsUncoveredImageAndPushesOnlyNewLayers(t *testing.T) {
 		t.Errorf("registry has %s, pushed %s", got, want)
 	}
 }
+
+// TestBuildOnPulledImageKeepsItsLayers builds FROM a pulled image: the result lists the pulled
+// layer as the registry stores it (same digest), names the pulled image as its source, so that a
+// push to another repository of that registry mounts it and uploads only the new layer and the
+// config; a push to a registry lacking it uploads the registry's original bytes.
+func TestBuildOnPulledImageKeepsItsLayers(t *testing.T) {
+	bb := busybox(t)
+	host := startRegistry(t)
+	base, err := name.ParseReference(host+"/library/busybox:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(base, bb.image); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := build(t, "pull", Options{
+		BuildArgs: map[string]string{"REGISTRY": host},
+		Insecure:  func(h string) bool { return h == host },
+	})
+
+	baseLayers, err := bb.image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := res.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layers) != len(baseLayers)+1 {
+		t.Fatalf("result has %d layers, want %d", len(layers), len(baseLayers)+1)
+	}
+	for i, l := range baseLayers {
+		want, _ := l.Digest()
+		if got, _ := layers[i].Digest(); got != want {
+			t.Errorf("layer %d has digest %s, the pulled image's is %s", i, got, want)
+		}
+		if src, wantSrc := res.LayerSources[want], host+"/library/busybox@"+bb.digest; src != wantSrc {
+			t.Errorf("source of layer %s = %q, want %q", want, src, wantSrc)
+		}
+	}
+
+	// Another repository of the same registry: the pulled layer is mounted.
+	app, err := name.ParseReference(host+"/team/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &uploadCounter{}
+	if err := remote.Write(app, mountFrom(t, res), remote.WithTransport(counter)); err != nil {
+		t.Fatalf("pushing the result: %v", err)
+	}
+	if got := counter.n.Load(); got != 2 {
+		t.Errorf("push uploaded %d blobs, want 2 (the RUN layer and the config)", got)
+	}
+
+	// Another registry: every blob is uploaded, the pulled layer fetched from the first one.
+	other := startRegistry(t)
+	copied, err := name.ParseReference(other+"/team/app:1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(copied, res.Image); err != nil {
+		t.Fatalf("pushing the result to another registry: %v", err)
+	}
+	pushed, err := remote.Image(copied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := res.Image.Digest()
+	if got, _ := pushed.Digest(); got != want {
+		t.Errorf("the other registry has %s, pushed %s", got, want)
+	}
+	if got := imageFiles(t, pushed)["/pulled.txt"]; got != "pulled\n" {
+		t.Errorf("/pulled.txt in the other registry = %q", got)
+	}
+}
+
+// mountFrom is res.Image with the layers of res.LayerSources mountable from their sources.
+func mountFrom(t *testing.T, res *Result) v1.Image {
+	t.Helper()
+	layers, err := res.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []v1.Layer
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if src, ok := res.LayerSources[d]; ok {
+			ref, err := name.ParseReference(src, name.Insecure)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l = &remote.MountableLayer{Layer: l, Reference: ref}
+		}
+		out = append(out, l)
+	}
+	return mountedImage{Image: res.Image, layers: out}
+}
+
+type mountedImage struct {
+	v1.Image
+	layers []v1.Layer
+}
+
+func (m mountedImage) Layers() ([]v1.Layer, error) { return m.layers, nil }

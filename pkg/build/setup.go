@@ -75,12 +75,16 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
 		return nil, fmt.Errorf("writing signature policy: %w", err)
 	}
+	authHosts := hosts
+	if opts.Mirror != nil && slices.Contains(hosts, "docker.io") {
+		authHosts = append(slices.Clone(hosts), opts.Mirror.Host)
+	}
 	authFile := filepath.Join(dir, "auth.json")
-	if err := writeAuthFile(authFile, hosts, opts.Auth); err != nil {
+	if err := writeAuthFile(authFile, authHosts, opts.Auth); err != nil {
 		return nil, err
 	}
 	registriesConf := filepath.Join(dir, "registries.conf")
-	if err := writeRegistriesConf(registriesConf, hosts, opts.Insecure); err != nil {
+	if err := writeRegistriesConf(registriesConf, hosts, opts.Insecure, opts.Mirror); err != nil {
 		return nil, err
 	}
 	env.sys = &types.SystemContext{
@@ -191,14 +195,20 @@ func writeAuthFile(path string, hosts []string, auth func(string) (string, strin
 	return nil
 }
 
-// writeRegistriesConf writes a registries.conf marking the insecure hosts.
-func writeRegistriesConf(path string, hosts []string, insecure func(string) bool) error {
+// writeRegistriesConf writes a registries.conf marking the insecure hosts, and giving Docker
+// Hub its mirror when there is one.
+func writeRegistriesConf(path string, hosts []string, insecure func(string) bool, mirror *Mirror) error {
+	isInsecure := func(host string) bool { return insecure != nil && insecure(host) }
 	var b strings.Builder
 	b.WriteString("unqualified-search-registries = [\"docker.io\"]\n")
 	for _, host := range hosts {
-		if insecure != nil && insecure(host) {
+		if isInsecure(host) && (mirror == nil || host != "docker.io") {
 			fmt.Fprintf(&b, "\n[[registry]]\nlocation = %s\ninsecure = true\n", strconv.Quote(host))
 		}
+	}
+	if mirror != nil {
+		fmt.Fprintf(&b, "\n[[registry]]\nlocation = \"docker.io\"\ninsecure = %t\n", isInsecure("docker.io"))
+		fmt.Fprintf(&b, "\n[[registry.mirror]]\nlocation = %s\ninsecure = %t\n", strconv.Quote(mirror.Host), mirror.Insecure)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("writing registries.conf: %w", err)

@@ -109,6 +109,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 		return nil, err
 	}
 	mounts.save()
+	maps.Copy(out.mountSources, result.LayerSources) // layers of pulled FROM images
 	out.onClose(func() {
 		if err := result.Close(); err != nil {
 			env.Log.Warnf("remove build storage: %v", err)
@@ -150,7 +151,7 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 		ContextDir: contextDir, Dockerfile: dockerfilePath,
 		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(),
 		NoCache: p.NoCache, Squash: p.Squash, StorageDriver: p.StorageDriver,
-		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source),
+		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source), Mirror: pullMirror(req.Source),
 		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
 	}, dockerfileText, nil
 }
@@ -331,6 +332,15 @@ func pullAuth(src api.Source) func(host string) (string, string) {
 		}
 		return "", ""
 	}
+}
+
+// pullMirror is registry_mirror for FROM images of Docker Hub, insecure as check, in and push treat it.
+func pullMirror(src api.Source) *build.Mirror {
+	m := src.RegistryMirror
+	if m == nil {
+		return nil
+	}
+	return &build.Mirror{Host: m.Host, Insecure: src.Insecure || slices.Contains(src.InsecureRegistries, m.Host)}
 }
 
 func pullInsecure(src api.Source) func(host string) bool {
