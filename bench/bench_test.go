@@ -83,6 +83,9 @@ func TestFormatting(t *testing.T) {
 	if got := ratio(2.1, 1.4, 0.01); got != " (×1.5)" {
 		t.Errorf("ratio = %q", got)
 	}
+	if got := ratio(4.1e3, 66.7e6, 1000); got != " (×1/16268)" {
+		t.Errorf("ratio of a small figure = %q", got)
+	}
 	if got := ratio(106e6, 4, 1000); got != "" {
 		t.Errorf("ratio against a few bytes = %q, want none", got)
 	}
@@ -120,4 +123,32 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+func TestTableColumns(t *testing.T) {
+	put := Measurement{Wall: 2 * time.Second, PeakMB: 50, Mirror: 24_500_000, Traffic: Traffic{Down: 5000, Up: 9000}}
+	for _, mirror := range []bool{false, true} {
+		var b strings.Builder
+		writeTable(&b, Table{ID: "S5", Base: "debian", Ours: "ours (cache mounts)", Mirror: mirror, Rows: []Row{
+			{Peer: "ours (cache mounts)", Puts: []Measurement{put}},
+			{Peer: "ours", Puts: []Measurement{put, put}, Errors: []string{"put 3: boom"}},
+			{Peer: "BuildKit (buildctl)", Errors: []string{"put 1: a | b"}},
+		}}, "ours")
+		want := -1
+		for _, line := range strings.Split(b.String(), "\n") {
+			if !strings.HasPrefix(line, "| ") && !strings.HasPrefix(line, "|---") {
+				continue
+			}
+			cells := strings.Count(strings.ReplaceAll(line, `\|`, ""), "|")
+			if want == -1 {
+				want = cells
+			}
+			if cells != want {
+				t.Errorf("mirror %v: %d cells, want %d: %q", mirror, cells-1, want-1, line)
+			}
+		}
+		if !strings.Contains(b.String(), "| ours | 2.0 (×1) |") {
+			t.Errorf("mirror %v: the ours row is not divided by ours (cache mounts):\n%s", mirror, b.String())
+		}
+	}
 }

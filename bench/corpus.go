@@ -205,6 +205,22 @@ CMD ["cat", "/etc/svc/name"]
 	})
 }
 
+// WritePackages writes S5's context (issue 7): a COPY of a file that changes with every put
+// (change), which invalidates the RUN after it, and a RUN installing packages with apt-get,
+// apt's package lists and downloaded packages kept in cache mounts (docker's recommended form;
+// the minbase image has no docker-clean, removed all the same as Dockerfiles do).
+func WritePackages(dir string, base *Base, change int, packages string) error {
+	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + `
+COPY version.txt /etc/app-version
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean; ` + runMarkerCmd + ` && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ` + packages + `
+CMD ["bash"]
+`
+	return writeFiles(dir, map[string]string{
+		"Dockerfile":  dockerfile,
+		"version.txt": fmt.Sprintf("version %d\n", change),
+	})
+}
+
 // sourceFile is a deterministic Go-looking file of about 1.5 KB.
 func sourceFile(i int) string {
 	var b strings.Builder

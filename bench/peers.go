@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,8 +29,10 @@ import (
 // fresh copy) and the base's get in base/ (what Concourse would have fetched before the put).
 type Job struct {
 	Base      *Base
-	Repo, Tag string // where to push: "127.0.0.1:port/bench/...", "latest"
-	Cache     *Cache // nil: no remote cache configured
+	Repo, Tag string            // where to push: "127.0.0.1:port/bench/...", "latest"
+	Cache     *Cache            // nil: no remote cache configured
+	CacheRepo string            // ours: cache_repo (per-step cache images, and cache mounts)
+	BuildArgs map[string]string // e.g. http_proxy, which every tool passes to RUN without an ARG
 }
 
 // Cache is the remote cache a put imports (From) and exports (To), both tags of Job.Repo.
@@ -48,17 +51,22 @@ type Peer interface {
 }
 
 // Ours is this resource's out binary driven as Concourse drives it. With UseGet it builds
-// from the base get with load_base; without, it pulls the FROM image from the registry.
+// from the base get with load_base; without, it pulls the FROM image from the registry. With
+// CacheMounts it keeps the Dockerfile's cache mounts in the job's cache_repo.
 type Ours struct {
-	Bin    string // directory holding the in and out binaries
-	UseGet bool
+	Bin         string // directory holding the in and out binaries
+	UseGet      bool
+	CacheMounts bool
 }
 
 func (o Ours) Name() string {
-	if o.UseGet {
-		return "ours"
+	switch {
+	case !o.UseGet:
+		return "ours (FROM pulled)"
+	case o.CacheMounts:
+		return "ours (cache mounts)"
 	}
-	return "ours (FROM pulled)"
+	return "ours"
 }
 
 func (o Ours) Check() error {
@@ -72,9 +80,17 @@ func (o Ours) Put(ctx context.Context, s *Step, job Job) error {
 		params["load_base"] = "base"
 	}
 	if job.Cache != nil {
-		// Issue 4's remote cache: until it lands, out warns and builds without a cache.
 		params["cache"] = true
 		params["cache_tag"] = job.Cache.From
+	}
+	if job.CacheRepo != "" {
+		params["cache_repo"] = job.CacheRepo
+	}
+	if o.CacheMounts {
+		params["cache_mounts"] = true
+	}
+	if len(job.BuildArgs) > 0 {
+		params["build_args"] = job.BuildArgs
 	}
 	request, err := json.Marshal(map[string]any{
 		"source": map[string]any{"repository": job.Repo, "tag": job.Tag, "insecure": true},
@@ -146,6 +162,7 @@ func (Docker) Put(ctx context.Context, s *Step, job Job) error {
 		}
 		build = append(build, "--build-arg", "BUILDKIT_INLINE_CACHE=1", "--cache-from", from)
 	}
+	build = append(build, buildArgFlags("--build-arg", "", job.BuildArgs)...)
 	build = append(build, "-f", filepath.Join(s.Dir, "ctx", "Dockerfile"), filepath.Join(s.Dir, "ctx"))
 	if err := docker(build...); err != nil {
 		return err
@@ -194,6 +211,7 @@ func (Buildah) Put(ctx context.Context, s *Step, job Job) error {
 	if job.Cache != nil {
 		build = append(build, "--cache-from", job.Repo+"-buildah-cache", "--cache-to", job.Repo+"-buildah-cache")
 	}
+	build = append(build, buildArgFlags("--build-arg", "", job.BuildArgs)...)
 	build = append(build, "-f", filepath.Join(s.Dir, "ctx", "Dockerfile"), filepath.Join(s.Dir, "ctx"))
 	if err := s.RunCmd(command(build...)); err != nil {
 		return err
@@ -260,12 +278,33 @@ func (b BuildKit) Put(ctx context.Context, s *Step, job Job) error {
 		"--local", "context=" + ctxDir, "--local", "dockerfile=" + ctxDir, "--opt", "filename=Dockerfile",
 		"--opt", "build-arg:BASE_IMAGE=" + baseHost + "/base:latest",
 		"--output", "type=image,name=" + job.Ref() + ",push=true"}
+	args = append(args, buildArgFlags("--opt", "build-arg:", job.BuildArgs)...)
 	if job.Cache != nil {
+		// The cache goes to a repository of its own: pushed to the image's repository, its
+		// export (which runs alongside the image's push) rewrites the repository's link of a
+		// layer while the image's manifest is checked, and docker-registry 2.8, which
+		// truncates a link file before writing it, may then read it empty and refuse the
+		// manifest (DIGEST_INVALID "provided digest did not match uploaded content").
+		cache := job.Repo + "-buildcache:"
 		args = append(args,
-			"--import-cache", "type=registry,ref="+job.Repo+":"+job.Cache.From+"-buildcache",
-			"--export-cache", "type=registry,mode=max,ref="+job.Repo+":"+job.Cache.To+"-buildcache")
+			"--import-cache", "type=registry,ref="+cache+job.Cache.From,
+			"--export-cache", "type=registry,mode=max,ref="+cache+job.Cache.To)
 	}
 	return s.Run(ctx, filepath.Join(b.Dir, "buildctl"), args...)
+}
+
+// buildArgFlags is flag, prefix+name=value for each build arg, sorted by name.
+func buildArgFlags(flag, prefix string, args map[string]string) []string {
+	names := make([]string, 0, len(args))
+	for name := range args {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var flags []string
+	for _, name := range names {
+		flags = append(flags, flag, prefix+name+"="+args[name])
+	}
+	return flags
 }
 
 // serveBase serves the image of a get directory from a read-only in-memory registry on

@@ -16,7 +16,8 @@ type Measurement struct {
 	Wall    time.Duration
 	PeakMB  float64
 	Traffic Traffic
-	Runs    int // RUN steps executed
+	Mirror  int64 // bytes RUN steps downloaded from the Debian mirror, through the counting proxy (S5)
+	Runs    int   // RUN steps executed
 }
 
 // Row is one peer's puts in one scenario.
@@ -29,26 +30,49 @@ type Row struct {
 // Table is one scenario on one base.
 type Table struct {
 	ID, Title, Base, Note string
+	Ours                  string // the row the ratios divide by; empty: the report's ours
+	Mirror                bool   // show what RUN steps downloaded from the Debian mirror
 	Rows                  []Row
 }
 
 // Runner runs the scenarios. Every put is a Step: a fresh work directory and cgroup, removed after.
 type Runner struct {
 	Registry *Registry
-	Work     string // scratch directory for contexts and steps
-	Cgroup   string // parent cgroup (v2) of the steps
-	LogDir   string // every step's log is kept here
-	Reps     int    // repetitions of S1, S2 and S3
-	FanOut   int    // puts of S4
-	BlobMB   int    // size of the app's RUN output
-	Peers    []Peer // peers of every scenario; Peers[0] is ours
-	FanPeers []Peer // peers of S4
+	Mirror   *MirrorProxy // counts what RUN steps download from the Debian mirror (S5)
+	Work     string       // scratch directory for contexts and steps
+	Cgroup   string       // parent cgroup (v2) of the steps
+	LogDir   string       // every step's log is kept here
+	Reps     int          // repetitions of S1, S2, S3 and S5
+	FanOut   int          // puts of S4
+	BlobMB   int          // size of the app's RUN output
+	Packages string       // what S5's RUN installs with apt-get
+	Peers    []Peer       // peers of every scenario; Peers[0] is ours
+	FanPeers []Peer       // peers of S4
+	PkgPeers []Peer       // peers of S5
+	Only     []string     // the scenarios to run (Scenarios); empty: all
 	Progress io.Writer
 
 	steps int
 }
 
-// Run runs S1 to S4 on base and returns their tables.
+// Scenarios are the scenario IDs, in the order they run.
+var Scenarios = []string{"S1", "S1m", "S2", "S2m", "S3", "S4", "S5"}
+
+// wants says whether scenario id is to run.
+func (r *Runner) wants(id string) bool {
+	if len(r.Only) == 0 {
+		return true
+	}
+	for _, o := range r.Only {
+		if strings.EqualFold(o, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs the scenarios on base and returns their tables. S5 runs on the Debian base only
+// (it installs Debian packages).
 func (r *Runner) Run(ctx context.Context, base *Base) ([]Table, error) {
 	contexts := filepath.Join(r.Work, "contexts", base.Name)
 	app := func(change int) string { return filepath.Join(contexts, fmt.Sprintf("app-%d", change)) }
@@ -61,36 +85,76 @@ func (r *Runner) Run(ctx context.Context, base *Base) ([]Table, error) {
 	if err := WriteMultiStage(multi, base); err != nil {
 		return nil, err
 	}
-	for i := 1; i <= r.FanOut; i++ {
-		if err := WriteService(filepath.Join(contexts, fmt.Sprintf("svc-%d", i)), base, i); err != nil {
-			return nil, err
-		}
-	}
 	repo := func(p Peer, what string) string {
 		return fmt.Sprintf("%s/bench/%s/%s/%s", r.Registry.Host, base.Name, slug(p.Name()), what)
 	}
 	cache := &Cache{From: "latest", To: "latest"}
-
-	// The last cold put of each peer is the "previous pipeline run" whose cache S2 and S3 use.
-	s1 := r.scenario(ctx, "S1", "cold: load base + build + push (remote cache export configured)", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+	s1 := func(p Peer, rep int) (string, Job) {
 		return app(0), Job{Base: base, Repo: repo(p, fmt.Sprintf("app-cold-%d", rep)), Tag: "latest", Cache: cache}
-	})
-	s1m := r.scenario(ctx, "S1m", "cold, multi-stage build", base, r.Peers, "multistage", func(p Peer, rep int) (string, Job) {
+	}
+	s1m := func(p Peer, rep int) (string, Job) {
 		return multi, Job{Base: base, Repo: repo(p, fmt.Sprintf("ms-cold-%d", rep)), Tag: "latest", Cache: cache}
-	})
+	}
+	// The last cold put of each peer is the "previous pipeline run" whose cache S2 and S3 use:
+	// when S1 (S1m) is not run, that put alone runs first, unreported.
 	seed := func(p Peer, what string) string { return repo(p, fmt.Sprintf("%s-cold-%d", what, r.Reps)) }
-	s2 := r.scenario(ctx, "S2", "fresh worker, no change: rebuild with the remote cache, push", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
-		return app(0), Job{Base: base, Repo: seed(p, "app"), Tag: "latest", Cache: cache}
-	})
-	s2m := r.scenario(ctx, "S2m", "fresh worker, no change, multi-stage build", base, r.Peers, "multistage", func(p Peer, rep int) (string, Job) {
-		return multi, Job{Base: base, Repo: seed(p, "ms"), Tag: "latest", Cache: cache}
-	})
-	s3 := r.scenario(ctx, "S3", "fresh worker, one source file changed (copied late), cache from the previous run", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
-		tag := fmt.Sprintf("s3-%d", rep)
-		return app(rep), Job{Base: base, Repo: seed(p, "app"), Tag: tag, Cache: &Cache{From: "latest", To: tag}}
-	})
-	s4 := r.fanOut(ctx, base, contexts, repo)
-	return []Table{s1, s1m, s2, s2m, s3, s4}, nil
+	var tables []Table
+	if r.wants("S1") {
+		tables = append(tables, r.scenario(ctx, "S1", "cold: load base + build + push (remote cache export configured)", base, r.Peers, "app", s1))
+	} else if r.wants("S2") || r.wants("S3") {
+		r.seed(ctx, "S1", base, s1)
+	}
+	if r.wants("S1m") {
+		tables = append(tables, r.scenario(ctx, "S1m", "cold, multi-stage build", base, r.Peers, "multistage", s1m))
+	} else if r.wants("S2m") {
+		r.seed(ctx, "S1m", base, s1m)
+	}
+	if r.wants("S2") {
+		tables = append(tables, r.scenario(ctx, "S2", "fresh worker, no change: rebuild with the remote cache, push", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+			return app(0), Job{Base: base, Repo: seed(p, "app"), Tag: "latest", Cache: cache}
+		}))
+	}
+	if r.wants("S2m") {
+		tables = append(tables, r.scenario(ctx, "S2m", "fresh worker, no change, multi-stage build", base, r.Peers, "multistage", func(p Peer, rep int) (string, Job) {
+			return multi, Job{Base: base, Repo: seed(p, "ms"), Tag: "latest", Cache: cache}
+		}))
+	}
+	if r.wants("S3") {
+		tables = append(tables, r.scenario(ctx, "S3", "fresh worker, one source file changed (copied late), cache from the previous run", base, r.Peers, "app", func(p Peer, rep int) (string, Job) {
+			tag := fmt.Sprintf("s3-%d", rep)
+			return app(rep), Job{Base: base, Repo: seed(p, "app"), Tag: tag, Cache: &Cache{From: "latest", To: tag}}
+		}))
+	}
+	if r.wants("S4") {
+		t, err := r.fanOut(ctx, base, contexts, repo)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	if r.wants("S5") && base.Name == "debian" {
+		t, err := r.packages(ctx, base, contexts, repo)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	return tables, nil
+}
+
+// seed runs, for each peer, the last cold put of scenario id, which the scenarios after it
+// build on, when id itself is not run. Its figures are not reported.
+func (r *Runner) seed(ctx context.Context, id string, base *Base, job func(Peer, int) (string, Job)) {
+	for _, p := range r.Peers {
+		if ctx.Err() != nil {
+			return
+		}
+		contextDir, j := job(p, r.Reps)
+		label := fmt.Sprintf("seed-%s-%s-%s", id, base.Name, slug(p.Name()))
+		if _, err := r.put(ctx, label, p, contextDir, j); err != nil {
+			fmt.Fprintf(r.Progress, "  %s: the previous run for %s's later scenarios failed: %v\n", label, p.Name(), firstLine(err.Error()))
+		}
+	}
 }
 
 // scenario runs Reps puts per peer, the peers taking turns.
@@ -115,14 +179,20 @@ func (r *Runner) scenario(ctx context.Context, id, title string, base *Base, pee
 }
 
 // fanOut runs S4: FanOut small Dockerfiles on one base, each put a fresh worker.
-func (r *Runner) fanOut(ctx context.Context, base *Base, contexts string, repo func(Peer, string) string) Table {
+func (r *Runner) fanOut(ctx context.Context, base *Base, contexts string, repo func(Peer, string) string) (Table, error) {
+	svc := func(n int) string { return filepath.Join(contexts, fmt.Sprintf("svc-%d", n)) }
+	for n := 1; n <= r.FanOut; n++ {
+		if err := WriteService(svc(n), base, n); err != nil {
+			return Table{}, err
+		}
+	}
 	t := Table{ID: "S4", Title: fmt.Sprintf("fan-out: %d small Dockerfiles on one base, each put a fresh worker", r.FanOut),
 		Base: base.Name, Note: "figures per put", Rows: make([]Row, len(r.FanPeers))}
 	for i, p := range r.FanPeers {
 		t.Rows[i].Peer = p.Name()
 		for n := 1; n <= r.FanOut && ctx.Err() == nil; n++ {
 			j := Job{Base: base, Repo: repo(p, fmt.Sprintf("svc-%d", n)), Tag: "latest"}
-			m, err := r.put(ctx, fmt.Sprintf("S4-%s-%s-%d", base.Name, slug(p.Name()), n), p, filepath.Join(contexts, fmt.Sprintf("svc-%d", n)), j)
+			m, err := r.put(ctx, fmt.Sprintf("S4-%s-%s-%d", base.Name, slug(p.Name()), n), p, svc(n), j)
 			if err != nil {
 				t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("put %d: %v", n, err))
 				continue
@@ -130,7 +200,44 @@ func (r *Runner) fanOut(ctx context.Context, base *Base, contexts string, repo f
 			t.Rows[i].Puts = append(t.Rows[i].Puts, m)
 		}
 	}
-	return t
+	return t, nil
+}
+
+// packages runs S5 (issue 7): a Dockerfile whose apt-get RUN keeps apt's lists and downloaded
+// packages in cache mounts, invalidated on every put by a COPY before it. Each peer first puts
+// once, unmeasured (the previous pipeline run, which fills ours's saved cache mounts), then Reps
+// times, each put a fresh worker with a changed file.
+func (r *Runner) packages(ctx context.Context, base *Base, contexts string, repo func(Peer, string) string) (Table, error) {
+	pkg := func(change int) string { return filepath.Join(contexts, fmt.Sprintf("pkg-%d", change)) }
+	for change := 0; change <= r.Reps; change++ {
+		if err := WritePackages(pkg(change), base, change, r.Packages); err != nil {
+			return Table{}, err
+		}
+	}
+	t := Table{ID: "S5", Title: "fresh worker, apt-get install behind an invalidated layer, apt's caches in cache mounts",
+		Base: base.Name, Note: "packages (" + r.Packages + ")", Rows: make([]Row, len(r.PkgPeers)), Mirror: true}
+	if len(r.PkgPeers) > 0 {
+		t.Ours = r.PkgPeers[0].Name()
+	}
+	job := func(p Peer) Job {
+		return Job{Base: base, Repo: repo(p, "pkg"), Tag: "latest", Cache: &Cache{From: "latest", To: "latest"},
+			CacheRepo: repo(p, "pkg-cache"), BuildArgs: map[string]string{"http_proxy": r.Mirror.URL()}}
+	}
+	for i, p := range r.PkgPeers {
+		t.Rows[i].Peer = p.Name()
+		if _, err := r.put(ctx, fmt.Sprintf("S5-%s-%s-prime", base.Name, slug(p.Name())), p, pkg(0), job(p)); err != nil {
+			t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("priming put: %v", err))
+		}
+		for rep := 1; rep <= r.Reps && ctx.Err() == nil; rep++ {
+			m, err := r.put(ctx, fmt.Sprintf("S5-%s-%s-%d", base.Name, slug(p.Name()), rep), p, pkg(rep), job(p))
+			if err != nil {
+				t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("put %d: %v", rep, err))
+				continue
+			}
+			t.Rows[i].Puts = append(t.Rows[i].Puts, m)
+		}
+	}
+	return t, nil
 }
 
 // put runs one put on a fresh worker and measures it. Preparing the worker (a fresh copy of the
@@ -150,15 +257,17 @@ func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir strin
 		return Measurement{}, fmt.Errorf("linking the base's get: %w", err)
 	}
 	r.Registry.Reset()
+	r.Mirror.Reset()
 	s.Begin()
 	putErr := p.Put(ctx, s, job)
-	m := Measurement{Wall: s.Elapsed(), Traffic: r.Registry.Reset()}
+	m := Measurement{Wall: s.Elapsed(), Traffic: r.Registry.Reset(), Mirror: r.Mirror.Reset()}
 	closeErr := s.Close()
 	m.PeakMB = s.PeakMB()
 	m.Runs = strings.Count(s.Log(), RunMarker)
 
 	logFile := filepath.Join(r.LogDir, label+".log")
-	text := fmt.Sprintf("%s\n--- peak memory %.0f MB: %s\n--- daemons\n%s", s.Log(), m.PeakMB, s.PeakProcesses(), s.DaemonLog())
+	text := fmt.Sprintf("%s\n--- peak memory %.0f MB (sampled: %s; highest max RSS of a waited process %.0f MB)\n--- daemons\n%s",
+		s.Log(), m.PeakMB, s.PeakProcesses(), s.MaxRSSMB(), s.DaemonLog())
 	if err := os.WriteFile(logFile, []byte(text), 0o644); err != nil {
 		return m, fmt.Errorf("keeping the step's log: %w", err)
 	}
@@ -167,8 +276,8 @@ func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir strin
 		putErr = fmt.Errorf("%s (log %s)", lastErrorLine(s.Log(), putErr), logFile)
 		status = "FAILED: " + putErr.Error()
 	}
-	fmt.Fprintf(r.Progress, "%-40s %6.1f s %6.0f MB  down %8s  up %8s  RUN %d  %s (log %s)\n", label, m.Wall.Seconds(), m.PeakMB,
-		FormatBytes(m.Traffic.Down), FormatBytes(m.Traffic.Up), m.Runs, status, logFile)
+	fmt.Fprintf(r.Progress, "%-40s %6.1f s %6.0f MB  down %8s  up %8s  mirror %8s  RUN %d  %s (log %s)\n", label, m.Wall.Seconds(), m.PeakMB,
+		FormatBytes(m.Traffic.Down), FormatBytes(m.Traffic.Up), FormatBytes(m.Mirror), m.Runs, status, logFile)
 	if putErr != nil {
 		return m, putErr
 	}
@@ -187,6 +296,7 @@ func Median(puts []Measurement) Measurement {
 	m.Traffic.Up = int64(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Up) }))
 	m.Traffic.BlobGets = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.BlobGets) }))
 	m.Traffic.Uploads = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Uploads) }))
+	m.Mirror = int64(median(puts, func(p Measurement) float64 { return float64(p.Mirror) }))
 	m.Runs = int(median(puts, func(p Measurement) float64 { return float64(p.Runs) }))
 	return m
 }

@@ -40,7 +40,15 @@ type Step struct {
 	sampled   chan struct{}
 	peakKB    atomic.Int64
 	peakWho   atomic.Pointer[string] // the processes at the peak
+	maxRSSKB  atomic.Int64           // highest max RSS of a command the step ran, from GNU time
+	timed     int                    // commands run under GNU time so far
 }
+
+// gnuTime is GNU time (Debian package time). It forks the command it runs and reports the
+// max RSS (ru_maxrss of wait4) of the command and the children it waited for. The harness
+// does not take ru_maxrss from its own wait4: Go starts commands with vfork, and on exec the
+// kernel carries the harness's own peak RSS into the command's ru_maxrss.
+const gnuTime = "/usr/bin/time"
 
 // NewStep makes the work directory dir and the step's cgroup under parent (a cgroup v2
 // directory) and starts sampling.
@@ -93,11 +101,31 @@ func (s *Step) Run(ctx context.Context, name string, args ...string) error {
 
 // RunCmd runs cmd (made by Command) to completion.
 func (s *Step) RunCmd(cmd *exec.Cmd) error {
-	fmt.Fprintf(&s.log, "$ %s\n", strings.Join(cmd.Args, " "))
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(s.Log(), 40))
+	line := strings.Join(cmd.Args, " ")
+	fmt.Fprintf(&s.log, "$ %s\n", line)
+	rssFile := s.underTime(cmd)
+	err := cmd.Run()
+	s.noteMaxRSS(rssFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", line, err, tail(s.Log(), 40))
 	}
 	return nil
+}
+
+// underTime makes cmd run under GNU time, which writes the command's max RSS (kB) to the file
+// it returns; "" when GNU time is not installed (the peak is then sampled only).
+func (s *Step) underTime(cmd *exec.Cmd) string {
+	if cmd.Err != nil {
+		return ""
+	}
+	if _, err := os.Stat(gnuTime); err != nil {
+		return ""
+	}
+	s.timed++
+	file := filepath.Join(s.Dir, fmt.Sprintf("maxrss-%d", s.timed))
+	cmd.Args = append([]string{gnuTime, "--format=%M", "--output=" + file, "--", cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = gnuTime
+	return file
 }
 
 // Output runs a command and returns its standard output (not logged).
@@ -129,8 +157,32 @@ func (s *Step) PeakProcesses() string {
 	return ""
 }
 
-// PeakMB is the step's peak memory in MB (10^6 bytes) so far.
-func (s *Step) PeakMB() float64 { return float64(s.peakKB.Load()) * 1024 / 1e6 }
+// PeakMB is the step's peak memory in MB (10^6 bytes) so far: the highest sampled sum of PSS,
+// or, when higher, the highest max RSS of one of the step's commands (a floor that also
+// catches processes shorter than the sampling interval).
+func (s *Step) PeakMB() float64 {
+	return float64(max(s.peakKB.Load(), s.maxRSSKB.Load())) * 1024 / 1e6
+}
+
+// MaxRSSMB is the highest max RSS, in MB, of the step's commands (daemons excepted).
+func (s *Step) MaxRSSMB() float64 { return float64(s.maxRSSKB.Load()) * 1024 / 1e6 }
+
+// noteMaxRSS records the max RSS (kB) that GNU time wrote to file: its last line (a line
+// before it says how a failed command ended).
+func (s *Step) noteMaxRSS(file string) {
+	if file == "" {
+		return
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	kb, err := strconv.ParseInt(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
+	if err == nil && kb > s.maxRSSKB.Load() {
+		s.maxRSSKB.Store(kb)
+	}
+}
 
 // Close stops the daemons (SIGTERM, then SIGKILL after 20 s), kills what is left in the cgroup,
 // stops sampling, and removes the cgroup and the work directory (unmounting what the tools

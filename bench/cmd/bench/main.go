@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,13 +33,25 @@ func main() {
 	smoke := flag.Bool("smoke", false, "one repetition, busybox base only, 2 fan-out puts, a 20 MB RUN output")
 	out := flag.String("out", "docs/benchmarks.md", "the report to write")
 	oursVersion := flag.String("ours-version", "", "version of this resource to report (e.g. its commit)")
+	only := flag.String("only", "", "scenarios to run, e.g. S3,S5 (default all: "+strings.Join(bench.Scenarios, ",")+
+		"); S2/S3 (S2m) without S1 (S1m) first run S1's (S1m's) last put, unreported")
+	tools := flag.String("peers", "docker,buildah,buildkit", "peers to compare with ours (docker, buildah, buildkit)")
+	packages := flag.String("packages", "python3", "what S5's RUN installs with apt-get install")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "bench: -bin is required")
 		os.Exit(2)
 	}
 	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
-		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full"}
+		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full", packages: *packages,
+		peers: strings.Split(*tools, ",")}
+	if *only != "" {
+		cfg.only = strings.Split(*only, ",")
+		if err := checkScenarios(cfg.only); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -only: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	if *smoke {
 		cfg.mode, cfg.reps, cfg.fan, cfg.blobMB, cfg.bases = "smoke", 1, 2, 20, []string{"busybox"}
 	}
@@ -51,9 +64,9 @@ func main() {
 }
 
 type config struct {
-	bin, buildkit, rootfs, out, oursVersion, mode string
-	bases                                         []string
-	reps, fan, blobMB                             int
+	bin, buildkit, rootfs, out, oursVersion, mode, packages string
+	bases, only, peers                                      []string
+	reps, fan, blobMB                                       int
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -83,42 +96,35 @@ func run(ctx context.Context, cfg config) error {
 	defer reg.Close()
 	fmt.Fprintf(os.Stderr, "bench: %s run; registry (counted) at %s; step logs in %s\n", cfg.mode, reg.Host, logDir)
 
-	ours := bench.Ours{Bin: cfg.bin, UseGet: true}
-	candidates := []bench.Peer{ours, bench.Docker{}, bench.Buildah{}, bench.BuildKit{Dir: cfg.buildkit, Registry: reg.Host}}
-	var peers []bench.Peer
-	var skipped [][2]string
-	for _, p := range candidates {
-		if err := p.Check(); err != nil {
-			if p.Name() == ours.Name() {
-				return fmt.Errorf("this resource's binaries: %w", err)
-			}
-			fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", p.Name(), err)
-			skipped = append(skipped, [2]string{p.Name(), err.Error()})
-			continue
-		}
-		peers = append(peers, p)
+	mirror, err := bench.StartMirrorProxy()
+	if err != nil {
+		return err
 	}
-	runner := &bench.Runner{Registry: reg, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps, FanOut: cfg.fan,
-		BlobMB: cfg.blobMB, Peers: peers, FanPeers: append(append([]bench.Peer{}, peers...), bench.Ours{Bin: cfg.bin}), Progress: os.Stderr}
+	defer mirror.Close()
+
+	ours := bench.Ours{Bin: cfg.bin, UseGet: true}
+	if err := ours.Check(); err != nil {
+		return fmt.Errorf("this resource's binaries: %w", err)
+	}
+	peers, skipped, err := choosePeers(cfg, reg.Host)
+	if err != nil {
+		return err
+	}
+	runner := &bench.Runner{Registry: reg, Mirror: mirror, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps,
+		FanOut: cfg.fan, BlobMB: cfg.blobMB, Packages: cfg.packages, Only: cfg.only, Progress: os.Stderr,
+		Peers:    append([]bench.Peer{ours}, peers...),
+		FanPeers: append(append([]bench.Peer{ours}, peers...), bench.Ours{Bin: cfg.bin}),
+		PkgPeers: []bench.Peer{bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}, ours}}
+	for _, p := range peers {
+		if _, ok := p.(bench.BuildKit); ok {
+			runner.PkgPeers = append(runner.PkgPeers, p)
+		}
+	}
 
 	report := &bench.Report{Date: started, Mode: cfg.mode, Reps: cfg.reps, Fan: cfg.fan, BlobMB: cfg.blobMB, Skipped: skipped,
 		Ours: ours.Name(), LoadStart: loadAverage()}
 	for _, name := range cfg.bases {
-		var img v1.Image
-		var description, tag string
-		switch name {
-		case "busybox":
-			img, description, err = bench.BusyboxBase()
-			tag = "1.36"
-		case "debian":
-			if cfg.rootfs == "" {
-				return fmt.Errorf("the debian base needs -debian-rootfs")
-			}
-			img, description, err = bench.DebianBase(cfg.rootfs)
-			tag = "bookworm"
-		default:
-			return fmt.Errorf("unknown base %q (busybox, debian)", name)
-		}
+		img, description, tag, err := baseImage(name, cfg.rootfs)
 		if err != nil {
 			return err
 		}
@@ -138,26 +144,99 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	report.Duration = time.Since(started)
-	report.Machine = machine()
-	report.Machine = append(report.Machine, [2]string{"load average (1, 5, 15 min) at start → end (other work on the machine slows every tool)",
+	report.Machine = append(machine(), [2]string{"load average (1, 5, 15 min) at start → end (other work on the machine slows every tool)",
 		report.LoadStart + " → " + loadAverage()})
+	if cfg.rootfs != "" {
+		report.Machine = append(report.Machine, [2]string{"unpacking the Debian base's root filesystem with `tar -x` (every tool unpacks the base before its first RUN)",
+			unpackTime(cfg.rootfs, work) + " in " + os.TempDir() + ", " + unpackTime(cfg.rootfs, "/dev/shm") + " in /dev/shm (tmpfs)"})
+	}
 	report.Versions = versions(cfg)
-	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(cfg.out)
-	if err != nil {
-		return fmt.Errorf("writing the report: %w", err)
-	}
-	if err := report.Write(f); err != nil {
-		f.Close()
-		return fmt.Errorf("writing the report: %w", err)
-	}
-	if err := f.Close(); err != nil {
+	if err := writeReport(cfg.out, report); err != nil {
 		return fmt.Errorf("writing the report: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s in %s\n", cfg.out, report.Duration.Round(time.Second))
 	return nil
+}
+
+// unpackTime is how long tar takes to unpack rootfs in a new directory under dir, after
+// which the directory is removed: what the work directories' file system charges for
+// creating the base's files, which every tool pays.
+func unpackTime(rootfs, dir string) string {
+	target, err := os.MkdirTemp(dir, "bench-unpack-")
+	if err != nil {
+		return "?"
+	}
+	defer os.RemoveAll(target)
+	started := time.Now()
+	if err := exec.Command("tar", "-C", target, "-xf", rootfs).Run(); err != nil {
+		return "? (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("%.1f s", time.Since(started).Seconds())
+}
+
+// baseImage makes the base called name and says what it is and its tag.
+func baseImage(name, rootfs string) (v1.Image, string, string, error) {
+	switch name {
+	case "busybox":
+		img, description, err := bench.BusyboxBase()
+		return img, description, "1.36", err
+	case "debian":
+		if rootfs == "" {
+			return nil, "", "", fmt.Errorf("the debian base needs -debian-rootfs")
+		}
+		img, description, err := bench.DebianBase(rootfs)
+		return img, description, "bookworm", err
+	}
+	return nil, "", "", fmt.Errorf("unknown base %q (busybox, debian)", name)
+}
+
+func writeReport(path string, report *bench.Report) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.Write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// checkScenarios says which of ids is not a scenario.
+func checkScenarios(ids []string) error {
+	for _, id := range ids {
+		if !slices.ContainsFunc(bench.Scenarios, func(s string) bool { return strings.EqualFold(s, id) }) {
+			return fmt.Errorf("unknown scenario %q (%s)", id, strings.Join(bench.Scenarios, ", "))
+		}
+	}
+	return nil
+}
+
+// choosePeers returns the peers of cfg.peers that can run here, and why the others cannot.
+func choosePeers(cfg config, registryHost string) ([]bench.Peer, [][2]string, error) {
+	all := map[string]bench.Peer{"docker": bench.Docker{}, "buildah": bench.Buildah{},
+		"buildkit": bench.BuildKit{Dir: cfg.buildkit, Registry: registryHost}}
+	var peers []bench.Peer
+	var skipped [][2]string
+	for _, name := range cfg.peers {
+		if name = strings.TrimSpace(name); name == "" {
+			continue // -peers '' compares ours with nothing
+		}
+		p, ok := all[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("unknown peer %q (docker, buildah, buildkit)", name)
+		}
+		if err := p.Check(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: skipping %s: %v\n", p.Name(), err)
+			skipped = append(skipped, [2]string{p.Name(), err.Error()})
+			continue
+		}
+		peers = append(peers, p)
+	}
+	return peers, skipped, nil
 }
 
 func machine() [][2]string {
