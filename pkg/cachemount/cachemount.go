@@ -92,8 +92,8 @@ func Pack(dir, tmpDir string, m dockerfile.CacheMount, maxSize int64) (*Packed, 
 	return &Packed{Image: img, Content: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(hash.Sum(nil))}, Size: size}, nil
 }
 
-// writeTar writes dir as a tar in lexical order with no access or change times, so the same
-// content makes the same bytes.
+// writeTar writes dir as a tar in lexical order with no access or change times and no
+// directory modification times, so the same content makes the same bytes.
 func writeTar(w io.Writer, dir string, maxSize int64) (int64, error) {
 	tw := tar.NewWriter(w)
 	var size int64
@@ -118,6 +118,9 @@ func writeTar(w io.Writer, dir string, maxSize int64) (int64, error) {
 		rel, _ := filepath.Rel(dir, path)
 		hdr.Name, hdr.Uname, hdr.Gname = filepath.ToSlash(rel), "", ""
 		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = info.ModTime().Truncate(time.Second), time.Time{}, time.Time{}
+		if d.IsDir() {
+			hdr.ModTime = time.Unix(0, 0) // changed by every file made and removed in it (lock files, partial downloads)
+		}
 		hdr.Format = tar.FormatPAX
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 )
@@ -15,6 +16,12 @@ func TestPackRestoreRoundTrip(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "wheels/x"), 0o755)
 	os.WriteFile(filepath.Join(dir, "wheels/x/a.whl"), []byte("wheel"), 0o644)
 	os.Symlink("x/a.whl", filepath.Join(dir, "wheels/latest"))
+	// Made by an earlier build: a restore now must bring these times back, or the next save
+	// pushes unchanged content.
+	long := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, p := range []string{"wheels/x/a.whl", "wheels/x", "wheels"} {
+		os.Chtimes(filepath.Join(dir, p), long, long)
+	}
 
 	first, err := Pack(dir, t.TempDir(), m, 1<<20)
 	if err != nil {
@@ -23,6 +30,11 @@ func TestPackRestoreRoundTrip(t *testing.T) {
 	again, _ := Pack(dir, t.TempDir(), m, 1<<20)
 	if first.Content != again.Content || first.Size != 5 {
 		t.Fatalf("unchanged content: %s then %s (size %d)", first.Content, again.Content, first.Size)
+	}
+	os.WriteFile(filepath.Join(dir, "wheels/x/lock"), nil, 0o644)
+	os.Remove(filepath.Join(dir, "wheels/x/lock"))
+	if touched, _ := Pack(dir, t.TempDir(), m, 1<<20); touched.Content != first.Content {
+		t.Fatal("a file made and removed again (a lock) changed the content digest")
 	}
 	os.WriteFile(filepath.Join(dir, "wheels/x/b.whl"), []byte("more"), 0o644)
 	if changed, _ := Pack(dir, t.TempDir(), m, 1<<20); changed.Content == first.Content {
@@ -39,6 +51,9 @@ func TestPackRestoreRoundTrip(t *testing.T) {
 	}
 	if MountID(first.Image) != m.ID {
 		t.Errorf("mount id label %q", MountID(first.Image))
+	}
+	if info, err := os.Stat(filepath.Join(restored, "wheels/x/a.whl")); err != nil || !info.ModTime().Equal(long) {
+		t.Fatalf("restored file's modification time: %v %v, want %v", info.ModTime(), err, long)
 	}
 	if repacked, _ := Pack(restored, t.TempDir(), m, 1<<20); repacked.Content != first.Content {
 		t.Error("a restored directory packs to another digest: the next save would push unchanged content")

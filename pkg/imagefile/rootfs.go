@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 )
 
 // Metadata is what Concourse needs to run a rootfs as a task image (metadata.json).
@@ -48,14 +50,19 @@ func WriteRootfs(dir string, img v1.Image) error {
 	return os.WriteFile(filepath.Join(dir, "metadata.json"), meta, 0o644)
 }
 
-// Untar unpacks a tar stream into root. No entry may land outside root, through ".." or through a
-// symlink unpacked earlier.
+// Untar unpacks a tar stream into root, with the modification times the tar gives. No entry may
+// land outside root, through ".." or through a symlink unpacked earlier.
 func Untar(r io.Reader, root string) error {
 	tr := tar.NewReader(r)
+	type unpacked struct {
+		hdr    *tar.Header
+		target string
+	}
+	var dirs []unpacked // their times are set last: unpacking into a directory changes them
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
 			return err
@@ -67,7 +74,31 @@ func Untar(r io.Reader, root string) error {
 		if err := unpackEntry(tr, hdr, root, target); err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
+		if hdr.Typeflag == tar.TypeDir {
+			dirs = append(dirs, unpacked{hdr, target})
+		} else if err := setModTime(hdr, target); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
 	}
+	for _, d := range slices.Backward(dirs) {
+		if err := setModTime(d.hdr, d.target); err != nil {
+			return fmt.Errorf("%s: %w", d.hdr.Name, err)
+		}
+	}
+	return nil
+}
+
+// setModTime gives target (not what a symlink points to) the modification time of hdr, as its
+// access time too; an entry with none, or one unpackEntry skipped, is left as it is.
+func setModTime(hdr *tar.Header, target string) error {
+	switch {
+	case hdr.ModTime.IsZero():
+		return nil
+	case hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeSymlink && hdr.Typeflag != tar.TypeLink:
+		return nil
+	}
+	tv := unix.NsecToTimeval(hdr.ModTime.UnixNano())
+	return unix.Lutimes(target, []unix.Timeval{tv, tv})
 }
 
 func unpackEntry(tr *tar.Reader, hdr *tar.Header, root, target string) error {
