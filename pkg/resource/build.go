@@ -108,13 +108,15 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if err != nil {
 		return nil, err
 	}
-	mounts.save()
 	maps.Copy(out.mountSources, result.LayerSources) // layers of pulled FROM images
 	out.onClose(func() {
 		if err := result.Close(); err != nil {
 			env.Log.Warnf("remove build storage: %v", err)
 		}
 	})
+	saved := make(chan struct{}) // the cache mounts are saved while the image is pushed
+	go func() { defer close(saved); mounts.save() }()
+	out.onClose(func() { <-saved })
 	if out.image, err = cached.stamp(result); err != nil {
 		return nil, err
 	}

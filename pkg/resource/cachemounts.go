@@ -127,7 +127,8 @@ func (c *cacheMounts) fromRepo(m dockerfile.CacheMount) v1.Image {
 	return fetched.Image
 }
 
-// save pushes each mount whose content changed. Its failures are warnings: the image is built.
+// save pushes each mount whose content changed; it runs while the image is pushed. Its failures
+// are warnings: the image is built.
 func (c *cacheMounts) save() {
 	if c == nil {
 		return
