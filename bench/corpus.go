@@ -208,11 +208,16 @@ CMD ["cat", "/etc/svc/name"]
 // WritePackages writes S5's context (issue 7): a COPY of a file that changes with every put
 // (change), which invalidates the RUN after it, and a RUN installing packages with apt-get,
 // apt's package lists and downloaded packages kept in cache mounts (docker's recommended form;
-// the minbase image has no docker-clean, removed all the same as Dockerfiles do).
+// the minbase image has no docker-clean, removed all the same as Dockerfiles do). apt keeps no
+// pkgcache.bin/srcpkgcache.bin (as the README recommends): they are rebuilt from the lists in
+// every build, and each rebuild would be new content for the mount to save.
+// aptNoBinCaches are the apt-get options that keep no binary caches in /var/cache/apt.
+const aptNoBinCaches = "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache="
+
 func WritePackages(dir string, base *Base, change int, packages string) error {
 	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + `
 COPY version.txt /etc/app-version
-RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean; ` + runMarkerCmd + ` && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ` + packages + `
+RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean; ` + runMarkerCmd + ` && apt-get ` + aptNoBinCaches + ` update -q && DEBIAN_FRONTEND=noninteractive apt-get ` + aptNoBinCaches + ` install -y -q --no-install-recommends ` + packages + `
 CMD ["bash"]
 `
 	return writeFiles(dir, map[string]string{

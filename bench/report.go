@@ -68,7 +68,9 @@ const corpusText = `- app: ` + "`ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`" + `, EN
   stage on the same base (COPY --from=builder, a RUN).
 - fan-out: small Dockerfiles on one base, each a LABEL, a COPY of one file and a RUN.
 - packages (S5, Debian base only): a COPY of a file that every put changes, then
-  ` + "`RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean; apt-get update && apt-get install -y --no-install-recommends <packages>`" + `
+  ` + "`RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt/lists,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean; apt-get $NOBIN update && apt-get $NOBIN install -y --no-install-recommends <packages>`" + `
+  with ` + "`$NOBIN`" + ` = ` + "`" + aptNoBinCaches + "`" + ` (no pkgcache.bin/srcpkgcache.bin, rebuilt from the lists at every
+  run: kept, they would be new content for the mount in every put; the README recommends this)
   from Debian's mirror (the base's sources.list: ` + "`deb http://deb.debian.org/debian bookworm main`" + `).
 `
 
