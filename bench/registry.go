@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 )
 
 // Traffic is what a registry's clients sent and received through the counting proxy.
@@ -109,37 +110,25 @@ func (r *Registry) Close() {
 func (r *Registry) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		cw := &countingWriter{ResponseWriter: w}
-		cr := &countingReader{ReadCloser: req.Body}
-		req.Body = cr
+		var up atomic.Int64 // the transport may read the body from another goroutine
+		req.Body = progress.Counting{ReadCloser: req.Body, N: &up}
 		next.ServeHTTP(cw, req)
 
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.traffic.Requests++
 		r.traffic.Down += cw.n
-		r.traffic.Up += cr.n.Load()
+		r.traffic.Up += up.Load()
 		ok := cw.status >= 200 && cw.status < 300
 		switch {
 		case !ok:
 		case req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:"):
 			r.traffic.BlobGets++
 		case req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/"),
-			req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/blobs/uploads/") && cr.n.Load() > 0:
+			req.Method == http.MethodPost && strings.Contains(req.URL.Path, "/blobs/uploads/") && up.Load() > 0:
 			r.traffic.Uploads++
 		}
 	})
-}
-
-// countingReader counts a request body, which the proxy's transport may read from another goroutine.
-type countingReader struct {
-	io.ReadCloser
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 type countingWriter struct {

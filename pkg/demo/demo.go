@@ -24,6 +24,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -228,23 +229,12 @@ func startRegistry() (string, *atomic.Int64, func(), error) {
 	handler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/uploads") && r.Body != nil {
-			r.Body = countingBody{r.Body, uploaded}
+			r.Body = progress.Counting{ReadCloser: r.Body, N: uploaded}
 		}
 		handler.ServeHTTP(w, r)
 	})}
 	go srv.Serve(listener)
 	return listener.Addr().String(), uploaded, func() { srv.Close() }, nil
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // layerSize is the compressed size of the image's layers.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -152,5 +153,17 @@ type counter struct {
 func (c *counter) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.meter.Add(int64(n))
+	return n, err
+}
+
+// Counting is a body whose bytes, as they are read, are added to N (which others may read).
+type Counting struct {
+	io.ReadCloser
+	N *atomic.Int64
+}
+
+func (c Counting) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.N.Add(int64(n))
 	return n, err
 }

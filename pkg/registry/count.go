@@ -1,10 +1,11 @@
 package registry
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 )
 
 // countUploads counts the bytes of blob upload bodies sent through it: what a push really
@@ -19,17 +20,6 @@ func (c countUploads) RoundTrip(req *http.Request) (*http.Response, error) {
 		return c.next.RoundTrip(req)
 	}
 	counted := req.Clone(req.Context())
-	counted.Body = countingBody{req.Body, c.sent}
+	counted.Body = progress.Counting{ReadCloser: req.Body, N: c.sent}
 	return c.next.RoundTrip(counted)
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }
