@@ -28,7 +28,7 @@ func TestBuildFromALoadedBase(t *testing.T) {
 	baseDigest := reg.Push(t, baseRef, base)
 	work := t.TempDir()
 	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), nil)
-	copyContext(t, "app", filepath.Join(work, "app"), nil)
+	copyContext(t, "e2e/app", filepath.Join(work, "app"), nil)
 
 	reg.ResetRequests()
 	const token = "t0ken-that-must-not-leak"
@@ -99,7 +99,7 @@ func TestBuildMultiStageTargetsAndArgsFile(t *testing.T) {
 	reg.Push(t, baseRef, base)
 	work := t.TempDir()
 	saveLikeDockerImageResource(t, base, filepath.Join(work, "base"), reg.Host+"/library/busybox", "1.36")
-	copyContext(t, "multistage", filepath.Join(work, "ms"), nil)
+	copyContext(t, "e2e/multistage", filepath.Join(work, "ms"), nil)
 	writeFile(t, filepath.Join(work, "args.yml"), "BASE_IMAGE: "+baseRef+"\nVERSION: \"2.0\"\n")
 
 	for target, want := range map[string]map[string]string{
@@ -136,7 +136,7 @@ func TestBuildOfflineWithAFromSpelledThreeWays(t *testing.T) {
 	testharness.SaveOCIArchive(t, base, filepath.Join(mkdir(t, baseDir), "image.tar"), "")
 	writeFile(t, filepath.Join(baseDir, "repository"), "busybox")
 	writeFile(t, filepath.Join(baseDir, "tag"), "latest")
-	copyContext(t, "three-ways", filepath.Join(work, "ctx"), map[string]string{"DIGEST": baseDigest.String()})
+	copyContext(t, "e2e/three-ways", filepath.Join(work, "ctx"), map[string]string{"DIGEST": baseDigest.String()})
 
 	storage := t.TempDir()
 	resp, log := outOffline(t, work, storage, map[string]any{"build": "ctx", "load_base": "base", "offline": true})
@@ -185,10 +185,10 @@ func saveLikeDockerImageResource(t *testing.T, img v1.Image, dir, repository, ta
 	writeFile(t, filepath.Join(dir, "image-id"), configDigest.String())
 }
 
-// copyContext copies testdata/e2e/<name> to dst, replacing placeholders in the Dockerfile.
+// copyContext copies testdata/<name> to dst, replacing placeholders in its files.
 func copyContext(t *testing.T, name, dst string, replace map[string]string) {
 	t.Helper()
-	src := filepath.Join(testharness.ModuleRoot(t), "testdata/e2e", name)
+	src := filepath.Join(testharness.ModuleRoot(t), "testdata", name)
 	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err

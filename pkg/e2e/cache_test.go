@@ -36,7 +36,7 @@ func TestCacheAcrossFreshWorkers(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
-	copyCacheContext(t, "app", filepath.Join(work, "app"))
+	copyContext(t, "cache/app", filepath.Join(work, "app"), nil)
 	params := map[string]any{"build": "app", "load_base": "base", "cache": true, "build_args": map[string]string{"BASE": baseRef}}
 	src := source(reg, "app")
 
@@ -149,7 +149,7 @@ func TestCacheFromAGetDirectoryOffline(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
-	copyCacheContext(t, "app", filepath.Join(work, "app"))
+	copyContext(t, "cache/app", filepath.Join(work, "app"), nil)
 	buildArgs := map[string]string{"BASE": baseRef}
 	first := putCached(t, work, source(reg, "app"), map[string]any{"build": "app", "load_base": "base", "build_args": buildArgs})
 	getInto(t, reg, "app", "latest", mustHash(t, first.resp.Version.Digest), filepath.Join(work, "cache"), nil)
@@ -168,7 +168,7 @@ func TestCacheFromReferences(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
-	copyCacheContext(t, "app", filepath.Join(work, "app"))
+	copyContext(t, "cache/app", filepath.Join(work, "app"), nil)
 	buildArgs := map[string]string{"BASE": baseRef}
 	first := putCached(t, work, source(reg, "team/app"), map[string]any{"build": "app", "load_base": "base", "build_args": buildArgs})
 
@@ -212,7 +212,7 @@ func TestCacheRepoServesTheBuilderStage(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
-	copyCacheContext(t, "multistage", filepath.Join(work, "ms"))
+	copyContext(t, "cache/multistage", filepath.Join(work, "ms"), nil)
 	params := map[string]any{"build": "ms", "load_base": "base", "cache": true, "cache_repo": reg.Ref("ms-cache"), "build_args": map[string]string{"BASE": baseRef}}
 	first := putCached(t, work, source(reg, "ms"), params)
 	before := imageFiles(t, reg.Image(t, reg.Ref("ms@"+first.resp.Version.Digest)))
@@ -261,27 +261,6 @@ func saveBase(t *testing.T, reg *testharness.Registry, dir string) string {
 	writeFile(t, filepath.Join(dir, "repository"), reg.Host+"/library/busybox")
 	writeFile(t, filepath.Join(dir, "tag"), "1.36")
 	return reg.Ref("library/busybox:1.36")
-}
-
-// copyCacheContext copies testdata/cache/<name> to dst.
-func copyCacheContext(t *testing.T, name, dst string) {
-	t.Helper()
-	src := filepath.Join(testharness.ModuleRoot(t), "testdata/cache", name)
-	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		writeFile(t, filepath.Join(dst, rel), string(data))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // assertStepLine checks that the report has the step's line with the verdict.
@@ -365,7 +344,7 @@ func TestCacheFromACorruptGet(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
-	copyCacheContext(t, "app", filepath.Join(work, "app"))
+	copyContext(t, "cache/app", filepath.Join(work, "app"), nil)
 	params := map[string]any{"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef}}
 	first := putCached(t, work, source(reg, "app"), params)
 	getInto(t, reg, "app", "latest", mustHash(t, first.resp.Version.Digest), filepath.Join(work, "cache"), nil)
