@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
-	"github.com/containers/image/v5/copy"
 	"github.com/containers/image/v5/docker"
 	"github.com/containers/image/v5/docker/reference"
-	"github.com/containers/image/v5/signature"
 	istorage "github.com/containers/image/v5/storage"
 	"github.com/containers/storage"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -132,12 +129,7 @@ func pullImage(ctx context.Context, store storage.Store, env *environment, from 
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", from, err)
 	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		return fmt.Errorf("pulling %s: signature policy: %w", from, err)
-	}
-	defer policy.Destroy()
-	if _, err := copy.Image(ctx, policy, dest, src, &copy.Options{SourceCtx: env.sys, DestinationCtx: env.sys}); err != nil {
+	if err := copyImage(ctx, env.sys, dest, src); err != nil {
 		return fmt.Errorf("pulling %s: %w", from, err)
 	}
 	return nil
@@ -191,7 +183,11 @@ func putLayers(store storage.Store, img v1.Image, m *v1.Manifest, cfg *v1.Config
 		if h.EmptyLayer {
 			continue
 		}
-		id, n, err := putLayer(store, img, m.Layers[next], cfg.RootFS.DiffIDs[next], parent)
+		l, err := img.LayerByDigest(m.Layers[next].Digest)
+		if err != nil {
+			return nil, read, fmt.Errorf("layer %s: %w", m.Layers[next].Digest, err)
+		}
+		id, n, err := putLayer(store, l, cfg.RootFS.DiffIDs[next], parent)
 		read += n
 		if err != nil {
 			return nil, read, err
@@ -201,27 +197,6 @@ func putLayers(store storage.Store, img v1.Image, m *v1.Manifest, cfg *v1.Config
 		next++
 	}
 	return ids, read, nil
-}
-
-func putLayer(store storage.Store, img v1.Image, desc v1.Descriptor, diffID v1.Hash, parent string) (string, int64, error) {
-	l, err := img.LayerByDigest(desc.Digest)
-	if err != nil {
-		return "", 0, fmt.Errorf("layer %s: %w", desc.Digest, err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return "", 0, fmt.Errorf("reading layer %s: %w", desc.Digest, err)
-	}
-	defer rc.Close()
-	counted := &countingReader{r: rc}
-	layer, _, err := store.PutLayer("", parent, nil, "", false, nil, counted)
-	if err != nil {
-		return "", counted.n, fmt.Errorf("storing layer %s: %w", desc.Digest, err)
-	}
-	if layer.UncompressedDigest.String() != diffID.String() {
-		return "", counted.n, fmt.Errorf("layer %s has diffID %s, its config says %s", desc.Digest, layer.UncompressedDigest, diffID)
-	}
-	return layer.ID, counted.n, nil
 }
 
 // createIntermediates creates one image per step, as buildah's commit of that step would have
@@ -252,25 +227,15 @@ func createImage(store storage.Store, cfg *v1.ConfigFile, m *v1.Manifest, layers
 	if err != nil {
 		return err
 	}
-	configDigest := digest.FromBytes(config)
 	man := *m
 	man.Annotations = nil
 	man.Layers = m.Layers[:layers]
-	man.Config.Digest, man.Config.Size = v1.Hash{Algorithm: "sha256", Hex: configDigest.Encoded()}, int64(len(config))
+	man.Config.Digest, man.Config.Size = v1.Hash{Algorithm: "sha256", Hex: digest.FromBytes(config).Encoded()}, int64(len(config))
 	manifestBytes, err := json.Marshal(man)
 	if err != nil {
 		return err
 	}
-	manifestDigest := digest.FromBytes(manifestBytes)
-	_, err = store.CreateImage(configDigest.Encoded(), nil, top, "", &storage.ImageOptions{
-		CreationDate: cfg.Created.Time,
-		Digest:       manifestDigest,
-		BigData: []storage.ImageBigDataOption{
-			{Key: storage.ImageDigestBigDataKey, Data: manifestBytes, Digest: manifestDigest},
-			{Key: storage.ImageDigestManifestBigDataNamePrefix + "-" + manifestDigest.String(), Data: manifestBytes, Digest: manifestDigest},
-			{Key: configDigest.String(), Data: config, Digest: configDigest},
-		},
-	})
+	_, err = storeImage(store, nil, top, cfg.Created.Time, manifestBytes, config)
 	if errors.Is(err, storage.ErrDuplicateID) {
 		return nil
 	}
@@ -278,15 +243,4 @@ func createImage(store storage.Store, cfg *v1.ConfigFile, m *v1.Manifest, layers
 		return fmt.Errorf("creating intermediate image: %w", err)
 	}
 	return nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -7,12 +7,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/containers/image/v5/copy"
 	dockerarchive "github.com/containers/image/v5/docker/archive"
 	"github.com/containers/image/v5/docker/reference"
 	ociarchive "github.com/containers/image/v5/oci/archive"
 	ocilayout "github.com/containers/image/v5/oci/layout"
-	"github.com/containers/image/v5/signature"
 	istorage "github.com/containers/image/v5/storage"
 	"github.com/containers/image/v5/types"
 	"github.com/containers/storage"
@@ -56,12 +54,7 @@ func copyBase(ctx context.Context, store storage.Store, sys *types.SystemContext
 	if err != nil {
 		return err
 	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		return fmt.Errorf("signature policy: %w", err)
-	}
-	defer policy.Destroy()
-	if _, err := copy.Image(ctx, policy, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys}); err != nil {
+	if err := copyImage(ctx, sys, dest, src); err != nil {
 		return err
 	}
 	img, err := istorage.Transport.GetStoreImage(store, dest)
