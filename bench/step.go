@@ -6,17 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
 // SampleEvery is how often a step's memory is sampled.
@@ -32,8 +32,8 @@ type Step struct {
 
 	cgroup    string
 	cgroupFD  int
-	log       lockedBuffer
-	daemonLog lockedBuffer
+	log       testharness.LockedBuffer
+	daemonLog testharness.LockedBuffer
 	daemons   []*exec.Cmd
 	started   time.Time
 	stop      chan struct{}
@@ -347,23 +347,3 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// lockedBuffer collects the output of several processes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-var _ io.Writer = (*lockedBuffer)(nil)

@@ -81,7 +81,7 @@ func StartDistribution(t testing.TB) *Registry {
 // it answers on health (any HTTP status will do).
 func runDistribution(t testing.TB, bin, config, health string, transport http.RoundTripper) {
 	t.Helper()
-	var logs lockedBuffer
+	var logs LockedBuffer
 	cmd := exec.Command(bin, "serve", config)
 	cmd.Env = withoutRegistryVars(os.Environ())
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -270,19 +270,19 @@ func withoutRegistryVars(env []string) []string {
 	return kept
 }
 
-// lockedBuffer collects a process's output from its copying goroutines.
-type lockedBuffer struct {
+// LockedBuffer collects the output of processes, written from several goroutines.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
