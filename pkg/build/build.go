@@ -197,9 +197,12 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	restoreTMPDIR := setTMPDIR(env.tmpDir)
+	restoreEnv, err := buildahEnv(env.tmpDir)
+	if err != nil {
+		return nil, err
+	}
 	id, _, err := imagebuildah.BuildDockerfiles(ctx, r.store, buildOpts, opts.Dockerfile)
-	restoreTMPDIR()
+	restoreEnv()
 	r.Steps = steps.finish()
 	if err != nil {
 		return nil, fmt.Errorf("building %s: %w", filepath.Base(opts.Dockerfile), err)
@@ -315,16 +318,37 @@ func withDefaults(opts Options) (Options, error) {
 	return opts, nil
 }
 
-// setTMPDIR points buildah's temporary files (it reads only $TMPDIR) into
-// dir and returns a function restoring the previous value.
-func setTMPDIR(dir string) (restore func()) {
-	old, had := os.LookupEnv("TMPDIR")
-	os.Setenv("TMPDIR", dir)
+// buildahEnv sets the environment buildah reads during a build and returns a function restoring
+// the previous one:
+//   - TMPDIR: buildah's temporary files (it reads only $TMPDIR) go into dir;
+//   - CONTAINERS_HELPER_BINARY_DIR: buildah's pull of a cache_repo image asks for a network
+//     backend first and fails when netavark is not installed, though chroot isolation always
+//     uses the host network and never runs it. A placeholder that is never run answers that.
+func buildahEnv(dir string) (restore func(), err error) {
+	helpers := filepath.Join(dir, "helpers")
+	if err := os.MkdirAll(helpers, 0o755); err != nil {
+		return nil, err
+	}
+	stub := "#!/bin/sh\necho 'netavark: not used: builds run with chroot isolation on the host network' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(helpers, "netavark"), []byte(stub), 0o755); err != nil {
+		return nil, fmt.Errorf("network backend placeholder: %w", err)
+	}
+	restores := []func(){setEnv("TMPDIR", dir), setEnv("CONTAINERS_HELPER_BINARY_DIR", helpers)}
+	return func() {
+		for _, r := range restores {
+			r()
+		}
+	}, nil
+}
+
+func setEnv(key, value string) (restore func()) {
+	old, had := os.LookupEnv(key)
+	os.Setenv(key, value)
 	return func() {
 		if had {
-			os.Setenv("TMPDIR", old)
+			os.Setenv(key, old)
 		} else {
-			os.Unsetenv("TMPDIR")
+			os.Unsetenv(key)
 		}
 	}
 }
