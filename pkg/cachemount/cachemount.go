@@ -24,7 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
-	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/extract"
 )
 
 // IDLabel names, in a cache image's config, the mount id it holds.
@@ -149,7 +149,8 @@ func copyFile(w io.Writer, path string) error {
 	return err
 }
 
-// Restore unpacks a cache image into dir and returns its content digest.
+// Restore unpacks a cache image into dir, which must not exist yet, and returns its content
+// digest. dir appears only when the layer unpacked and matched its digest (see package extract).
 func Restore(img v1.Image, dir string) (v1.Hash, error) {
 	layers, err := img.Layers()
 	if err != nil {
@@ -162,15 +163,10 @@ func Restore(img v1.Image, dir string) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	rc, err := layers[0].Uncompressed()
-	if err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return v1.Hash{}, err
 	}
-	defer rc.Close()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return v1.Hash{}, err
-	}
-	return content, imagefile.Untar(rc, dir)
+	return content, extract.Layers(layers, dir)
 }
 
 // MountID is the mount id a cache image holds, "" for another kind of image.

@@ -74,9 +74,15 @@ func TestCacheMountsSurviveFreshWorkers(t *testing.T) {
 	// The same artifact through a get: no registry read of the cache repository is needed.
 	saved := filepath.Join(work, "mount-get")
 	getInto(t, reg, "cache", "mount-pkgs", mountDigest, saved, nil)
-	third := build("3", map[string]any{"cache_mounts_from": []string{"mount-get"}, "cache_mounts_max_size": 100})
+	third := build("3", map[string]any{"cache_mounts_from": []string{"mount-get"}})
 	if fetches.Load() != 1 || !strings.Contains(third.Stderr, "cache mount pkgs: restored") || !strings.Contains(third.Stderr, "from a get") {
 		t.Errorf("cache_mounts_from: %d fetches\n%s", fetches.Load(), third.Stderr)
+	}
+
+	// A saved mount larger than cache_mounts_max_size is not restored either: the RUN downloads.
+	fourth := build("4", map[string]any{"cache_mounts_from": []string{"mount-get"}, "cache_mounts_max_size": 100})
+	if fetches.Load() != 2 || !strings.Contains(fourth.Stderr, "cache mount pkgs: a get is larger than cache_mounts_max_size") {
+		t.Errorf("over the bound: %d fetches\n%s", fetches.Load(), fourth.Stderr)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -115,11 +116,35 @@ func writeEntry(tw *tar.Writer, name string, data []byte) error {
 	return err
 }
 
-// WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in index.json.
-func WriteOCILayout(dir string, item any, refName string) error {
+// WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in
+// index.json. The layout is written beside dir and renamed to dir only when every blob in it
+// matches its digest, so a failed or tampered download leaves nothing.
+func WriteOCILayout(dir string, item any, refName string) (err error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := writeLayout(tmp, item, refName); err != nil {
+		return fmt.Errorf("write layout %s: %w", dir, err)
+	}
+	if err := verifyBlobs(filepath.Join(tmp, "blobs")); err != nil {
+		return fmt.Errorf("write layout %s: %w", dir, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
+}
+
+func writeLayout(dir string, item any, refName string) error {
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
-		return fmt.Errorf("create layout %s: %w", dir, err)
+		return err
 	}
 	var opts []layout.Option
 	if refName != "" {
@@ -127,16 +152,38 @@ func WriteOCILayout(dir string, item any, refName string) error {
 	}
 	switch t := item.(type) {
 	case v1.ImageIndex:
-		err = p.AppendIndex(t, opts...)
+		return p.AppendIndex(t, opts...)
 	case v1.Image:
-		err = p.AppendImage(t, opts...)
+		return p.AppendImage(t, opts...)
 	default:
-		err = fmt.Errorf("cannot write %T as a layout", item)
+		return fmt.Errorf("cannot write %T as a layout", item)
 	}
-	if err != nil {
-		return fmt.Errorf("write layout %s: %w", dir, err)
-	}
-	return nil
+}
+
+// verifyBlobs checks that every file under blobs/<algorithm>/ hashes to its name.
+func verifyBlobs(blobs string) error {
+	return filepath.WalkDir(blobs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		want, err := v1.NewHash(filepath.Base(filepath.Dir(path)) + ":" + d.Name())
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", d.Name(), err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		got, _, err := v1.SHA256(f)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("blob %s: the bytes received hash to %s: refused", want, got)
+		}
+		return nil
+	})
 }
 
 // WriteDockerArchive writes img as `docker save` does, tagged ref, for `docker load`.

@@ -71,6 +71,10 @@ func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, doc
 			env.Log.Infof("cache mount %s: nothing saved yet, starting empty", m.ID)
 			continue
 		}
+		if size, err := imageSize(img); err != nil || size > c.maxSize {
+			env.Log.Warnf("cache mount %s: %s is larger than cache_mounts_max_size (%s) or unreadable; starting empty", m.ID, from, progress.Size(c.maxSize))
+			continue
+		}
 		content, err := cachemount.Restore(img, cachemount.Dir(tmpDir, m))
 		if err != nil {
 			env.Log.Warnf("cache mount %s: cannot restore from %s: %v; starting empty", m.ID, from, err)

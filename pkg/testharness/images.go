@@ -183,7 +183,12 @@ func Busybox(arch string) (v1.Image, error) {
 
 // appendLayer adds a gzipped OCI layer made of entries, with a history entry.
 func appendLayer(img v1.Image, createdBy string, entries []tarEntry) (v1.Image, error) {
-	tarBytes, err := buildTar(entries)
+	return appendLayerAs(img, createdBy, entries, true)
+}
+
+// appendLayerAs is appendLayer; with normalize, entries get root's names and fixed times.
+func appendLayerAs(img v1.Image, createdBy string, entries []tarEntry, normalize bool) (v1.Image, error) {
+	tarBytes, err := buildTar(entries, normalize)
 	if err != nil {
 		return nil, err
 	}
@@ -224,14 +229,16 @@ func symlink(name, target string) tarEntry {
 	return tarEntry{header: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}}
 }
 
-// buildTar writes entries owned by root with fixed mtimes.
-func buildTar(entries []tarEntry) ([]byte, error) {
+// buildTar writes entries; with normalize, owned by root with fixed mtimes.
+func buildTar(entries []tarEntry, normalize bool) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		hdr := e.header
-		hdr.ModTime = fixedTime()
-		hdr.Uname, hdr.Gname = "root", "root"
+		if normalize {
+			hdr.ModTime = fixedTime()
+			hdr.Uname, hdr.Gname = "root", "root"
+		}
 		if err := tw.WriteHeader(&hdr); err != nil {
 			return nil, fmt.Errorf("writing tar header for %s: %w", hdr.Name, err)
 		}
