@@ -32,7 +32,7 @@ const MaxQuote = 128
 
 var (
 	// ErrOutside: a relative path that leaves the work dir, through ".." or a symlink.
-	ErrOutside = errors.New("resolves outside the work dir: a relative path must stay in it (write an absolute path to read elsewhere)")
+	ErrOutside = errors.New("resolves outside the work dir (a relative path must stay in it; write an absolute path to read elsewhere)")
 	// ErrNotRegular: a device, fifo, socket or directory where a file was expected.
 	ErrNotRegular = errors.New("not a regular file")
 	// ErrTooLarge: a file over ReadFile's bound.
