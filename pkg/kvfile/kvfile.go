@@ -1,5 +1,6 @@
 // Package kvfile reads maps of strings from the files pipelines hand to a put: build_args_file
-// and labels_file, written as a JSON object, a YAML mapping, or KEY=VALUE lines.
+// and labels_file, written as a JSON object, a YAML mapping, or KEY=VALUE lines. Its errors
+// quote the file (a key, the YAML parser's words) only for a file inside the work dir.
 package kvfile
 
 import (
@@ -7,19 +8,38 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
-// Read parses the file at path.
-func Read(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
+// Error is a parse error. Its message never holds the file's text; Detailed may, quoting Quoted.
+type Error struct {
+	Msg      string // without the file's text
+	Detailed string // with Quoted, for a file that may be quoted
+	Quoted   string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Read reads and parses the file the param field names, through the volume (volume.ReadFile,
+// volume.MaxParamFile). Errors name the field and the path.
+func Read(v volume.Volume, field, name string) (map[string]string, error) {
+	f, err := v.ReadFile(field, name, volume.MaxParamFile)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(data)
+	out, err := Parse(f.Data)
+	if err == nil {
+		return out, nil
+	}
+	msg := err.Error()
+	if pe, ok := err.(*Error); ok && f.Quotable(pe.Quoted) {
+		msg = pe.Detailed
+	}
+	return nil, fmt.Errorf("%s: %s: %s", field, name, msg)
 }
 
 // Parse reads a JSON object, a YAML mapping or KEY=VALUE lines (blank lines and # comments skipped).
@@ -41,7 +61,9 @@ func Parse(data []byte) (map[string]string, error) {
 func parseStructured(data []byte, what string) (map[string]string, error) {
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("expected %s: %v", what, firstLine(err.Error()))
+		msg := "expected " + what
+		detail := strings.TrimPrefix(firstLine(err.Error()), "error converting YAML to JSON: ")
+		return nil, &Error{Msg: msg, Detailed: msg + ": " + detail, Quoted: detail} // the parser may quote the text
 	}
 	out := make(map[string]string, len(raw))
 	for key, value := range raw {
@@ -53,7 +75,8 @@ func parseStructured(data []byte, what string) (map[string]string, error) {
 		case nil:
 			out[key] = ""
 		default:
-			return nil, fmt.Errorf("%s: expected a string, number or boolean value", key)
+			msg := "expected a string, number or boolean value"
+			return nil, &Error{Msg: msg + " for every key", Detailed: key + ": " + msg, Quoted: key}
 		}
 	}
 	return out, nil

@@ -1,8 +1,13 @@
 package kvfile
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 func TestParse(t *testing.T) {
@@ -39,4 +44,44 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil map without error")
 		}
 	})
+}
+
+// TestReadQuotesOnlyInside: parse errors quote a key or the YAML parser's words for a file in the
+// work dir, never for one read through an absolute path elsewhere; symlinks out are refused.
+func TestReadQuotesOnlyInside(t *testing.T) {
+	work, outside := t.TempDir(), t.TempDir()
+	for dir, files := range map[string]map[string]string{
+		work:    {"keys.yml": "Secret1: [a, b]\n", "anchor.yml": "key: *Secret2\n", "ok.env": "A=1\n"},
+		outside: {"keys.yml": "Secret1: [a, b]\n", "anchor.yml": "key: *Secret2\n"},
+	} {
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Symlink(filepath.Join(outside, "keys.yml"), filepath.Join(work, "link.yml")); err != nil {
+		t.Fatal(err)
+	}
+	v := volume.New(work)
+	cases := []struct{ name, want string }{
+		{"keys.yml", "params.labels_file: keys.yml: Secret1: expected a string, number or boolean value"},
+		{"anchor.yml", "params.labels_file: anchor.yml: expected a YAML mapping or KEY=VALUE lines: yaml: unknown anchor 'Secret2' referenced"},
+		{filepath.Join(outside, "keys.yml"), "params.labels_file: " + filepath.Join(outside, "keys.yml") + ": expected a string, number or boolean value for every key"},
+		{filepath.Join(outside, "anchor.yml"), "params.labels_file: " + filepath.Join(outside, "anchor.yml") + ": expected a YAML mapping or KEY=VALUE lines"},
+		{"link.yml", "params.labels_file: link.yml: resolves outside the work dir"},
+	}
+	for _, c := range cases {
+		_, err := Read(v, "params.labels_file", c.name)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+			continue
+		}
+		if strings.HasPrefix(c.name, "/") && strings.Contains(err.Error(), "Secret") {
+			t.Errorf("%s: %q quotes a file outside the volume", c.name, err)
+		}
+	}
+	if got, err := Read(v, "params.labels_file", "ok.env"); err != nil || got["A"] != "1" {
+		t.Errorf("ok.env: %v %v", got, err)
+	}
 }

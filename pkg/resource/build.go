@@ -1,9 +1,11 @@
 package resource
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/kvfile"
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 // builtImage is an image built for a put; close removes the build's storage and files.
@@ -51,6 +54,9 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	p := req.Params
 	opts, dockerfileText, err := buildOptions(dir, req, env)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkParamDirs(dir, p); err != nil {
 		return nil, err
 	}
 	bases, closeBases, err := openBases(dir, p)
@@ -129,17 +135,17 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 // buildOptions reads the context, Dockerfile, build args and labels the params name.
 func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byte, error) {
 	p := req.Params
-	contextDir := filepath.Join(dir, p.Build)
+	vol := volume.New(dir)
+	contextDir, err := vol.Path("params.build", p.Build)
+	if err != nil {
+		return build.Options{}, nil, err
+	}
 	if info, statErr := os.Stat(contextDir); statErr != nil || !info.IsDir() {
 		return build.Options{}, nil, fmt.Errorf("params.build: %s is not a directory", p.Build)
 	}
-	dockerfilePath := filepath.Join(contextDir, "Dockerfile")
-	if p.Dockerfile != "" {
-		dockerfilePath = filepath.Join(dir, p.Dockerfile)
-	}
-	dockerfileText, err := os.ReadFile(dockerfilePath)
+	dockerfile, err := readDockerfile(vol, cmp.Or(p.Dockerfile, filepath.Join(p.Build, "Dockerfile")))
 	if err != nil {
-		return build.Options{}, nil, fmt.Errorf("params.dockerfile: cannot read %s: %w", relative(dir, dockerfilePath), errors.Unwrap(err))
+		return build.Options{}, nil, err
 	}
 	buildArgs, err := readBuildArgs(dir, p, env.Getenv)
 	if err != nil {
@@ -150,12 +156,23 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 		return build.Options{}, nil, err
 	}
 	return build.Options{
-		ContextDir: contextDir, Dockerfile: dockerfilePath,
+		ContextDir: contextDir, Dockerfile: dockerfile.Path,
 		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(),
 		NoCache: p.NoCache, Squash: p.Squash, StorageDriver: p.StorageDriver,
 		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source), Mirror: pullMirror(req.Source),
 		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
-	}, dockerfileText, nil
+	}, dockerfile.Data, nil
+}
+
+// readDockerfile reads the Dockerfile through the volume (at most volume.MaxDockerfile); buildah
+// reads it again at the path returned, which resolved inside the work dir unless written absolute.
+func readDockerfile(vol volume.Volume, name string) (volume.File, error) {
+	f, err := vol.ReadFile("params.dockerfile", name, volume.MaxDockerfile)
+	var refused *volume.Error
+	if errors.As(err, &refused) && errors.Is(err, fs.ErrNotExist) {
+		return volume.File{}, fmt.Errorf("params.dockerfile: cannot read %s: %w", name, refused.Err)
+	}
+	return f, err
 }
 
 // withCache sets the build's cache options: the chosen cache image's hits, and cache_repo.
@@ -208,9 +225,9 @@ func readBuildArgs(dir string, p api.OutParams, getenv func(string) string) (map
 func readMap(dir, file string, inline map[string]string, field string) (map[string]string, error) {
 	out := map[string]string{}
 	if file != "" {
-		fromFile, err := kvfile.Read(filepath.Join(dir, file))
+		fromFile, err := kvfile.Read(volume.New(dir), field, file)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", field, file, unwrapPathErr(err))
+			return nil, err
 		}
 		out = fromFile
 	}
@@ -222,6 +239,10 @@ func readMap(dir, file string, inline map[string]string, field string) (map[stri
 
 // openBases opens every load_base and load_bases directory.
 func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error) {
+	paths, err := baseDirs(dir, p)
+	if err != nil {
+		return nil, nil, err
+	}
 	dirs := p.LoadBases
 	if p.LoadBase != "" {
 		dirs = append([]string{p.LoadBase}, dirs...)
@@ -233,8 +254,8 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 			a.Close()
 		}
 	}
-	for _, d := range dirs {
-		a, err := imagefile.Open(filepath.Join(dir, d), platform)
+	for i, d := range dirs {
+		a, err := imagefile.Open(paths[i], platform)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("load base %s: %w", d, err)
@@ -246,6 +267,44 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 		archives = append(archives, a)
 	}
 	return archives, closeAll, nil
+}
+
+// baseDirs checks load_base and load_bases through the volume: relative ones stay in the work dir.
+func baseDirs(dir string, p api.OutParams) ([]string, error) {
+	vol := volume.New(dir)
+	var paths []string
+	if p.LoadBase != "" {
+		path, err := vol.Path("params.load_base", p.LoadBase)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, path)
+	}
+	for i, d := range p.LoadBases {
+		path, err := vol.Path(fmt.Sprintf("params.load_bases[%d]", i), d)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
+// checkParamDirs refuses a relative cache_from or cache_mounts_from that resolves outside the
+// work dir (the cache would only warn). A cache_from naming no directory is a repository.
+func checkParamDirs(dir string, p api.OutParams) error {
+	vol := volume.New(dir)
+	for _, param := range []struct {
+		field string
+		names []string
+	}{{"params.cache_from", p.CacheFrom}, {"params.cache_mounts_from", p.CacheMountsFrom}} {
+		for i, name := range param.names {
+			if _, err := vol.Path(fmt.Sprintf("%s[%d]", param.field, i), name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // mapBases finds which FROMs each base serves, warns about near misses and, offline, refuses any
@@ -288,33 +347,43 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	return bases, nil
 }
 
-// writeSecrets gives each build secret a file: env secrets are written 0600 into the private work dir.
+// writeSecrets gives each build secret a file, written 0600 into the private work dir: an env
+// secret's value, or a copy of the source file read through the volume (at most volume.MaxSecret),
+// so buildah never follows a path of the work dir.
 func writeSecrets(dir, workDir string, secrets map[string]api.Secret, getenv func(string) string) (map[string]string, error) {
 	out := map[string]string{}
 	for id, s := range secrets {
-		if s.Source != "" {
-			path := filepath.Join(dir, s.Source)
-			if _, err := os.Stat(path); err != nil {
-				return nil, fmt.Errorf("params.secrets.%s.source: %s does not exist", id, s.Source)
-			}
-			out[id] = path
-			continue
-		}
-		value := getenv(s.Env)
-		if value == "" {
-			return nil, fmt.Errorf("params.secrets.%s.env: environment variable %s is not set", id, s.Env)
+		value, err := secretValue(volume.New(dir), id, s, getenv)
+		if err != nil {
+			return nil, err
 		}
 		secretDir := filepath.Join(workDir, "secrets")
 		if err := os.MkdirAll(secretDir, 0o700); err != nil {
 			return nil, err
 		}
 		path := filepath.Join(secretDir, id)
-		if err := os.WriteFile(path, []byte(value), 0o600); err != nil {
+		if err := os.WriteFile(path, value, 0o600); err != nil {
 			return nil, fmt.Errorf("write secret %s: %w", id, err)
 		}
 		out[id] = path
 	}
 	return out, nil
+}
+
+// secretValue is a secret's content, from its source file or its environment variable.
+func secretValue(vol volume.Volume, id string, s api.Secret, getenv func(string) string) ([]byte, error) {
+	if s.Source != "" {
+		f, err := vol.ReadFile("params.secrets."+id+".source", s.Source, volume.MaxSecret)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("params.secrets.%s.source: %s does not exist", id, s.Source)
+		}
+		return f.Data, err
+	}
+	value := getenv(s.Env)
+	if value == "" {
+		return nil, fmt.Errorf("params.secrets.%s.env: environment variable %s is not set", id, s.Env)
+	}
+	return []byte(value), nil
 }
 
 // pullAuth gives the credentials for pulling FROM images: the source's for its own registry,
@@ -368,19 +437,4 @@ func buildMetadata(r *build.Result, seconds float64) []api.MetadataField {
 		fields = append(fields, api.MetadataField{Name: "base", Value: base + "@" + r.BaseDigests[base]})
 	}
 	return fields
-}
-
-func relative(dir, path string) string {
-	if rel, err := filepath.Rel(dir, path); err == nil {
-		return rel
-	}
-	return path
-}
-
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,6 +16,7 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 // buildCache is the cache side of a put's build: the keys of this build, and the cache image
@@ -183,10 +183,15 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 		ref := src.Repository + ":" + tag
 		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, env) }})
 	}
-	for _, item := range p.CacheFrom {
+	for i, item := range p.CacheFrom {
 		item := item
-		if info, err := os.Stat(filepath.Join(in.dir, item)); err == nil && info.IsDir() {
-			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(filepath.Join(in.dir, item)) }})
+		path, err := volume.New(in.dir).Path(fmt.Sprintf("params.cache_from[%d]", i), item) // refused earlier by checkParamDirs
+		if err != nil {
+			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return nil, err }})
+			continue
+		}
+		if info, err := os.Stat(path); err == nil && info.IsDir() {
+			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path) }})
 			continue
 		}
 		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, env) }})

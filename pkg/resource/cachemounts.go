@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,6 +15,7 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 // defaultCacheMountMax bounds a cache mount that is pushed when cache_mounts_max_size is not set.
@@ -90,8 +90,13 @@ func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, doc
 // openGets reads the cache mount images of cache_mounts_from, by mount id.
 func (c *cacheMounts) openGets(dir string, dirs []string) map[string]v1.Image {
 	images := map[string]v1.Image{}
-	for _, d := range dirs {
-		a, err := imagefile.Open(filepath.Join(dir, d), v1.Platform{})
+	for i, d := range dirs {
+		path, err := volume.New(dir).Path(fmt.Sprintf("params.cache_mounts_from[%d]", i), d) // refused earlier by checkParamDirs
+		if err != nil {
+			c.env.Log.Warnf("%v; ignored", err)
+			continue
+		}
+		a, err := imagefile.Open(path, v1.Platform{})
 		if err != nil {
 			c.env.Log.Warnf("params.cache_mounts_from: %s: %v; ignored", d, err)
 			continue

@@ -15,6 +15,7 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/progress"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 	"github.com/imagesmith/buildah-image-resource/pkg/tags"
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 // Out pushes an image to the source's repository: one it builds from a Dockerfile (build), or one
@@ -90,56 +91,79 @@ func Out(ctx context.Context, env Env) (any, error) {
 
 // readyImage opens the image a put pushes without building: image (a glob), load, load_file or import_file.
 func readyImage(dir string, p api.OutParams) (*imagefile.Archive, error) {
-	field, archive, err := openReady(dir, p)
+	field, path, err := readyPath(dir, p)
+	if err != nil {
+		return nil, err
+	}
+	archive, err := openReady(path, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	return archive, nil
 }
 
-// openReady opens the image and names the param it came from.
-func openReady(dir string, p api.OutParams) (string, *imagefile.Archive, error) {
-	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+// readyPath is the param naming the image and its path, checked through the volume: a relative
+// one stays in the work dir.
+func readyPath(dir string, p api.OutParams) (field, path string, err error) {
+	vol := volume.New(dir)
 	switch {
 	case p.Image != "":
-		path, err := globOne(dir, p.Image)
-		if err != nil {
-			return "params.image", nil, err
-		}
-		a, err := imagefile.Open(path, platform)
-		return "params.image", a, err
+		path, err = globOne(vol, dir, p.Image)
+		return "params.image", path, err
 	case p.Load != "":
-		a, err := imagefile.Open(filepath.Join(dir, p.Load), platform)
-		return "params.load", a, err
+		field, path = "params.load", p.Load
 	case p.LoadFile != "":
-		path := filepath.Join(dir, p.LoadFile)
+		field, path = "params.load_file", p.LoadFile
+	default:
+		field, path = "params.import_file", p.ImportFile
+	}
+	path, err = vol.Path(field, path)
+	return field, path, err
+}
+
+// openReady opens the image at path, which readyPath found.
+func openReady(path string, p api.OutParams) (*imagefile.Archive, error) {
+	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	switch {
+	case p.Image != "", p.Load != "":
+		return imagefile.Open(path, platform)
+	case p.LoadFile != "":
 		format, _, err := imagefile.Detect(path)
 		if err != nil || format != imagefile.DockerArchive || p.LoadRepository == "" {
-			a, err := imagefile.Open(path, platform)
-			return "params.load_file", a, err
+			return imagefile.Open(path, platform)
 		}
 		tag := p.LoadTag
 		if tag == "" {
 			tag = "latest"
 		}
-		a, err := imagefile.OpenDockerArchive(path, p.LoadRepository+":"+tag)
-		return "params.load_file", a, err
+		return imagefile.OpenDockerArchive(path, p.LoadRepository+":"+tag)
 	default:
-		img, err := imagefile.Import(filepath.Join(dir, p.ImportFile))
-		return "params.import_file", &imagefile.Archive{Image: img}, err
+		img, err := imagefile.Import(path)
+		return &imagefile.Archive{Image: img}, err
 	}
 }
 
-// globOne expands pattern below dir; it must name exactly one file.
-func globOne(dir, pattern string) (string, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, pattern))
+// globOne expands pattern, below dir unless absolute; it must name exactly one file, which stays
+// in the work dir when the pattern is relative.
+func globOne(vol volume.Volume, dir, pattern string) (string, error) {
+	full := pattern
+	if !filepath.IsAbs(pattern) {
+		full = filepath.Join(dir, pattern)
+	}
+	matches, err := filepath.Glob(full)
 	if err != nil {
-		return "", fmt.Errorf("bad pattern %q: %w", pattern, err)
+		return "", fmt.Errorf("params.image: bad pattern %q: %w", pattern, err)
 	}
 	if len(matches) != 1 {
-		return "", fmt.Errorf("%q matched %d files, expected exactly one", pattern, len(matches))
+		return "", fmt.Errorf("params.image: %q matched %d files, expected exactly one", pattern, len(matches))
 	}
-	return matches[0], nil
+	name := matches[0]
+	if !filepath.IsAbs(pattern) {
+		if name, err = filepath.Rel(dir, name); err != nil {
+			return "", fmt.Errorf("params.image: %w", err)
+		}
+	}
+	return vol.Path("params.image", name)
 }
 
 // layerSources maps each layer of a saved image to the reference it was saved from, for mounts.

@@ -4,13 +4,12 @@ package tags
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/discover"
+	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
 // Params say where the tags come from.
@@ -63,8 +62,8 @@ func primaryTag(dir string, p Params) (string, error) {
 			return "", err
 		}
 		tag := p.TagPrefix + tags[0]
-		if !api.ValidTag(tag) {
-			return "", fmt.Errorf("params.tag_prefix: %q with the tag file makes %q, not a valid tag", p.TagPrefix, tag)
+		if !api.ValidTag(tag) { // the file's tag is valid: the two are too long together
+			return "", fmt.Errorf("params.tag_prefix: %q with the tag file's tag makes %d characters, more than a tag's 128", p.TagPrefix, len(tag))
 		}
 		return tag, nil
 	case p.DefaultTag != "":
@@ -75,21 +74,31 @@ func primaryTag(dir string, p Params) (string, error) {
 }
 
 // readTags reads whitespace-separated tags from a file; it must hold at least one, all valid.
+// The file is read through the volume: it stays in dir unless its path is absolute.
 func readTags(dir, file, field string) ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, file))
+	f, err := volume.New(dir).ReadFile(field, file, volume.MaxParamFile)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot read %s: %w", field, file, unwrapPath(err))
+		return nil, err
 	}
-	tags := strings.Fields(string(data))
+	tags := strings.Fields(string(f.Data))
 	if len(tags) == 0 {
 		return nil, fmt.Errorf("%s: %s is empty, expected a tag", field, file)
 	}
-	for _, tag := range tags {
+	for i, tag := range tags {
 		if !api.ValidTag(tag) {
-			return nil, fmt.Errorf("%s: %s holds %q, expected letters, digits, '_', '.' or '-'", field, file, tag)
+			return nil, fmt.Errorf("%s: %s holds %s, expected letters, digits, '_', '.' or '-'", field, file, describeTag(f, i, tag))
 		}
 	}
 	return tags, nil
+}
+
+// describeTag names an invalid tag in an error: quoted when short and from inside the volume,
+// else by position, so that no content of a file elsewhere reaches the build log.
+func describeTag(f volume.File, i int, tag string) string {
+	if f.Quotable(tag) {
+		return strconv.Quote(tag)
+	}
+	return fmt.Sprintf("an invalid tag (word %d, %d bytes)", i+1, len(tag))
 }
 
 // aliases are MAJOR.MINOR, MAJOR and latest (or the variant's name) when the version is the
@@ -144,12 +153,4 @@ func unique(tags []string) []string {
 		}
 	}
 	return out
-}
-
-// unwrapPath drops the *PathError's repetition of the path, keeping "no such file or directory".
-func unwrapPath(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
 }
