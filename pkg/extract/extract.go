@@ -196,7 +196,7 @@ func whiteout(root *os.Root, name string, written map[string]bool) (bool, error)
 }
 
 func opaque(root *os.Root, dir string, written map[string]bool) error {
-	f, err := root.Open(dir)
+	f, err := openDir(root, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -276,7 +276,7 @@ func unpackDir(root *os.Root, hdr *tar.Header, name string, mode fs.FileMode) er
 			return err
 		}
 	}
-	f, err := root.Open(name)
+	f, err := openDir(root, name)
 	if err != nil {
 		return err
 	}
@@ -371,12 +371,18 @@ func setTimes(root *os.Root, hdr *tar.Header) error {
 // atParent runs fn on the directory holding name, opened beneath root, and name's last element:
 // a *at system call there cannot leave root.
 func atParent(root *os.Root, name string, fn func(fd int, base string) error) error {
-	dir, err := root.Open(path.Dir(name))
+	dir, err := openDir(root, path.Dir(name))
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
 	return fn(int(dir.Fd()), path.Base(name))
+}
+
+// openDir opens a directory beneath root; anything else (a fifo, a device an earlier entry made)
+// fails at once instead of being opened.
+func openDir(root *os.Root, name string) (*os.File, error) {
+	return root.OpenFile(name, os.O_RDONLY|unix.O_DIRECTORY, 0)
 }
 
 // unmappable is a chown to an id this user namespace has no mapping for.
