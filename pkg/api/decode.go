@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -111,10 +112,15 @@ func decodeParts(parts map[string]json.RawMessage, targets map[string]any) error
 }
 
 // decodeStrict decodes data into v, refusing unknown fields, and turns errors into "path: what was expected".
+// Scalars are first normalized to v's field types (see normalize).
 func decodeStrict(data []byte, path string, v any) error {
+	data, err := normalize(data, reflect.TypeOf(v), path)
+	if err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		return nil
 	}

@@ -99,10 +99,17 @@ func (p *Platform) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// UnmarshalJSON accepts true, false or a list of mount ids.
+// UnmarshalJSON accepts true, false ("true" and "false" too) or a list of mount ids.
 func (c *CacheMounts) UnmarshalJSON(data []byte) error {
 	if json.Unmarshal(data, &c.All) == nil {
 		return nil
+	}
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		if all, ok := parseBool(s); ok {
+			c.All = all
+			return nil
+		}
 	}
 	if err := json.Unmarshal(data, &c.IDs); err != nil {
 		return &FieldError{Path: "cache_mounts", Msg: "expected true or a list of cache mount ids"}
