@@ -184,24 +184,24 @@ func cacheTTL(p api.OutParams) (time.Duration, error) {
 	return ttl, nil
 }
 
-// readBuildArgs merges build_args_file and build_args (which win), expanding $BUILD_ID and the
-// other Concourse variables in the values.
+// readBuildArgs merges build_args_file and build_args (which win); the Concourse variables are
+// expanded in build_args' values only, as docker-image-resource does.
 func readBuildArgs(dir string, p api.OutParams, getenv func(string) string) (map[string]string, error) {
-	args, err := readMap(dir, p.BuildArgsFile, p.BuildArgs, "params.build_args_file")
-	if err != nil {
-		return nil, err
+	inline := make(map[string]string, len(p.BuildArgs))
+	for key, value := range p.BuildArgs {
+		inline[key] = expandConcourseVars(value, getenv)
 	}
-	for key, value := range args {
-		args[key] = os.Expand(value, func(v string) string {
-			for _, known := range concourseVars {
-				if v == known {
-					return getenv(v)
-				}
-			}
-			return "$" + v
-		})
+	return readMap(dir, p.BuildArgsFile, inline, "params.build_args_file")
+}
+
+// expandConcourseVars replaces $NAME and ${NAME} for the names in concourseVars (unset: empty),
+// the way docker-image-resource's ${value//\$NAME/...} does; all other text stays as written.
+func expandConcourseVars(value string, getenv func(string) string) string {
+	pairs := make([]string, 0, 4*len(concourseVars))
+	for _, name := range concourseVars {
+		pairs = append(pairs, "${"+name+"}", getenv(name), "$"+name, getenv(name))
 	}
-	return args, nil
+	return strings.NewReplacer(pairs...).Replace(value)
 }
 
 // readMap reads a KEY=VALUE, JSON or YAML file (when named) and lays the inline map over it.
