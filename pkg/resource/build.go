@@ -141,7 +141,7 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 	if err != nil {
 		return build.Options{}, nil, fmt.Errorf("params.dockerfile: cannot read %s: %w", relative(dir, dockerfilePath), errors.Unwrap(err))
 	}
-	buildArgs, err := readBuildArgs(dir, p, env.Getenv)
+	buildArgs, err := readBuildArgs(dir, p, env)
 	if err != nil {
 		return build.Options{}, nil, err
 	}
@@ -184,14 +184,45 @@ func cacheTTL(p api.OutParams) (time.Duration, error) {
 	return ttl, nil
 }
 
-// readBuildArgs merges build_args_file and build_args (which win); the Concourse variables are
-// expanded in build_args' values only, as docker-image-resource does.
-func readBuildArgs(dir string, p api.OutParams, getenv func(string) string) (map[string]string, error) {
-	inline := make(map[string]string, len(p.BuildArgs))
+// readBuildArgs merges, later ones winning, the proxy settings of the environment,
+// build_args_file and build_args; the Concourse variables are expanded in build_args' values
+// only, as docker-image-resource does.
+func readBuildArgs(dir string, p api.OutParams, env Env) (map[string]string, error) {
+	explicit := make(map[string]string, len(p.BuildArgs))
 	for key, value := range p.BuildArgs {
-		inline[key] = expandConcourseVars(value, getenv)
+		explicit[key] = expandConcourseVars(value, env.Getenv)
 	}
-	return readMap(dir, p.BuildArgsFile, inline, "params.build_args_file")
+	explicit, err := readMap(dir, p.BuildArgsFile, explicit, "params.build_args_file")
+	if err != nil {
+		return nil, err
+	}
+	args := proxyBuildArgs(explicit, env)
+	maps.Copy(args, explicit)
+	return args, nil
+}
+
+// proxyVars are the proxy settings docker-image-resource passes to builds as build args (it
+// passed the lower-case ones; docker build takes both forms as predefined args).
+var proxyVars = []string{"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+
+// proxyBuildArgs are the proxy variables set in the environment and not in explicit; the log
+// names them, never their values, which may hold credentials.
+func proxyBuildArgs(explicit map[string]string, env Env) map[string]string {
+	args := map[string]string{}
+	var names []string
+	for _, name := range proxyVars {
+		if _, set := explicit[name]; set {
+			continue
+		}
+		if value := env.Getenv(name); value != "" {
+			args[name] = value
+			names = append(names, name)
+		}
+	}
+	if len(names) > 0 {
+		env.Log.Infof("build args from the environment: %s", strings.Join(names, ", "))
+	}
+	return args
 }
 
 // expandConcourseVars replaces $NAME and ${NAME} for the names in concourseVars (unset: empty),

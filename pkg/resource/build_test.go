@@ -1,8 +1,12 @@
 package resource
 
 import (
+	"bytes"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
@@ -30,7 +34,7 @@ func TestBuildArgsExpandOnlyConcourseVariables(t *testing.T) {
 		"NOT_MINE": "$BUILD_IDENTITY", // docker-image-resource's ${value//\$BUILD_ID/...} replaces the prefix
 		"DOLLARS":  "$$BUILD_ID",
 	}
-	got, err := readBuildArgs(dir, api.OutParams{BuildArgs: inline, BuildArgsFile: "args.json"}, func(k string) string { return env[k] })
+	got, err := readBuildArgs(dir, api.OutParams{BuildArgs: inline, BuildArgsFile: "args.json"}, Env{Getenv: func(k string) string { return env[k] }, Log: NewLogger(io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,5 +53,39 @@ func TestBuildArgsExpandOnlyConcourseVariables(t *testing.T) {
 		if got[k] != w {
 			t.Errorf("%s = %q, want %q", k, got[k], w)
 		}
+	}
+}
+
+// TestProxyVariablesBecomeBuildArgs: the container's proxy settings reach the build as build
+// args, as docker-image-resource passes them; explicit build_args win, and the log names the
+// variables passed but never their values (a proxy URL can hold a password).
+func TestProxyVariablesBecomeBuildArgs(t *testing.T) {
+	env := map[string]string{
+		"http_proxy": "http://user:s3cret@proxy.example.com:3128", "HTTPS_PROXY": "http://user:s3cret@proxy.example.com:3128",
+		"no_proxy": "localhost,.example.com", "NO_PROXY": "", "https_proxy": "http://other:3128", "FTP_PROXY": "ftp://x",
+	}
+	var log bytes.Buffer
+	p := api.OutParams{BuildArgs: map[string]string{"https_proxy": "http://explicit:8080"}}
+	got, err := readBuildArgs(t.TempDir(), p, Env{Getenv: func(k string) string { return env[k] }, Log: NewLogger(&log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"http_proxy": env["http_proxy"], "HTTPS_PROXY": env["HTTPS_PROXY"], "no_proxy": env["no_proxy"],
+		"https_proxy": "http://explicit:8080",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("build args %v, want %v", got, want)
+	}
+	if line := "build args from the environment: HTTPS_PROXY, http_proxy, no_proxy\n"; log.String() != line {
+		t.Errorf("log %q, want %q", log.String(), line)
+	}
+	if strings.Contains(log.String(), "s3cret") {
+		t.Error("the log shows a proxy's password")
+	}
+
+	log.Reset()
+	if _, err := readBuildArgs(t.TempDir(), api.OutParams{}, Env{Getenv: func(string) string { return "" }, Log: NewLogger(&log)}); err != nil || log.Len() != 0 {
+		t.Errorf("without proxies: err %v, log %q", err, log.String())
 	}
 }
