@@ -47,11 +47,10 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{"out bad manifest format", `{"source":{"repository":"r"},"params":{"build":"a","manifest_format":"v1"}}`, "params.manifest_format: expected oci or docker", out},
 		{"out secret with both", `{"source":{"repository":"r"},"params":{"build":"a","secrets":{"s":{"env":"A","source":"b"}}}}`, "params.secrets.s: expected exactly one of env or source", out},
 		{"out bad cache_ttl", `{"source":{"repository":"r"},"params":{"build":"a","cache_ttl":"a week"}}`, "params.cache_ttl: expected a duration", out},
-		{"out tag and tag_file", `{"source":{"repository":"r"},"params":{"build":"a","tag":"t","tag_file":"t"}}`, "params.tag: cannot be combined with params.tag_file", out},
 		{"out cache_mounts without a repo", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts":true}}`, "params.cache_mounts: needs params.cache_repo", out},
 		{"out cache_mounts wrong type", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts":"yes"}}`, "params.cache_mounts: expected true or a list", out},
 		{"out bad max size", `{"source":{"repository":"r"},"params":{"build":"a","cache_mounts_max_size":"huge"}}`, "params.cache_mounts_max_size: expected a size", out},
-		{"out unsupported", `{"source":{"repository":"r"},"params":{"build":"a","pull_repository":"x"}}`, "params.pull_repository: not supported yet", out},
+		{"out unsupported", `{"source":{"repository":"r"},"params":{"build":"a","content_trust":{}}}`, "params.content_trust: not supported yet", out},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
