@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sirupsen/logrus"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/build"
@@ -145,7 +146,7 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 	if err != nil {
 		return build.Options{}, nil, err
 	}
-	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file")
+	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file", env.Log)
 	if err != nil {
 		return build.Options{}, nil, err
 	}
@@ -184,15 +185,15 @@ func cacheTTL(p api.OutParams) (time.Duration, error) {
 	return ttl, nil
 }
 
-// readBuildArgs merges, later ones winning, the proxy settings of the environment,
-// build_args_file and build_args; the Concourse variables are expanded in build_args' values
+// readBuildArgs merges, later ones winning, the proxy settings of the environment, build_args
+// and build_args_file; the Concourse variables are expanded in build_args' values
 // only, as docker-image-resource does.
 func readBuildArgs(dir string, p api.OutParams, env Env) (map[string]string, error) {
 	explicit := make(map[string]string, len(p.BuildArgs))
 	for key, value := range p.BuildArgs {
 		explicit[key] = expandConcourseVars(value, env.Getenv)
 	}
-	explicit, err := readMap(dir, p.BuildArgsFile, explicit, "params.build_args_file")
+	explicit, err := readMap(dir, p.BuildArgsFile, explicit, "params.build_args_file", env.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -235,18 +236,31 @@ func expandConcourseVars(value string, getenv func(string) string) string {
 	return strings.NewReplacer(pairs...).Replace(value)
 }
 
-// readMap reads a KEY=VALUE, JSON or YAML file (when named) and lays the inline map over it.
-func readMap(dir, file string, inline map[string]string, field string) (map[string]string, error) {
-	out := map[string]string{}
-	if file != "" {
-		fromFile, err := kvfile.Read(filepath.Join(dir, file))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", field, file, unwrapPathErr(err))
-		}
-		out = fromFile
+// readMap lays a KEY=VALUE, JSON or YAML file (when named) over the inline map. The file wins, as
+// in docker-image-resource, whose flags for the file's entries came last; a line names the keys
+// set in both. field is the file's param; the inline map's is its name without _file.
+func readMap(dir, file string, inline map[string]string, field string, log *logrus.Logger) (map[string]string, error) {
+	out := maps.Clone(inline)
+	if out == nil {
+		out = map[string]string{}
 	}
-	for k, v := range inline {
-		out[k] = v
+	if file == "" {
+		return out, nil
+	}
+	fromFile, err := kvfile.Read(filepath.Join(dir, file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", field, file, unwrapPathErr(err))
+	}
+	var both []string
+	for _, k := range slices.Sorted(maps.Keys(fromFile)) {
+		if _, set := out[k]; set {
+			both = append(both, k)
+		}
+		out[k] = fromFile[k]
+	}
+	if len(both) > 0 {
+		log.Infof("%s: sets %s, also in %s: the file's values are used, as docker-image-resource does",
+			field, strings.Join(both, ", "), strings.TrimSuffix(field, "_file"))
 	}
 	return out, nil
 }

@@ -89,3 +89,34 @@ func TestProxyVariablesBecomeBuildArgs(t *testing.T) {
 		t.Errorf("without proxies: err %v, log %q", err, log.String())
 	}
 }
+
+// TestFilesWinOverInlineMaps: docker-image-resource passes build_args_file's args after
+// build_args' (and labels_file's after labels'), so for a key in both the file's value is used;
+// one log line names the keys.
+func TestFilesWinOverInlineMaps(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "vars.json"), []byte(`{"A": "file", "C": "file", "D": "file"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	env := Env{Getenv: func(string) string { return "" }, Log: NewLogger(&log)}
+	args, err := readBuildArgs(dir, api.OutParams{BuildArgs: map[string]string{"A": "inline", "B": "inline", "C": "inline"}, BuildArgsFile: "vars.json"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"A": "file", "B": "inline", "C": "file", "D": "file"}; !maps.Equal(args, want) {
+		t.Errorf("build args %v, want %v", args, want)
+	}
+	labels, err := readMap(dir, "vars.json", map[string]string{"D": "inline", "E": "inline"}, "params.labels_file", env.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"A": "file", "C": "file", "D": "file", "E": "inline"}; !maps.Equal(labels, want) {
+		t.Errorf("labels %v, want %v", labels, want)
+	}
+	want := "params.build_args_file: sets A, C, also in params.build_args: the file's values are used, as docker-image-resource does\n" +
+		"params.labels_file: sets D, also in params.labels: the file's values are used, as docker-image-resource does\n"
+	if log.String() != want {
+		t.Errorf("log\n%s\nwant\n%s", log.String(), want)
+	}
+}
