@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -16,7 +17,15 @@ var notSupported = map[string]bool{
 	"source.aws_access_key_id": true, "source.aws_secret_access_key": true, "source.aws_session_token": true,
 	"source.aws_region": true, "source.aws_role_arn": true, "source.aws_role_arns": true,
 	"source.aws_ecr_registry_id": true, "source.client_certs": true, "source.content_trust": true,
-	"params.pull_repository": true, "params.pull_tag": true, "params.content_trust": true,
+	"params.content_trust": true,
+}
+
+// noEffect lists docker-image-resource's fields that mean nothing here, with the reason: they
+// are accepted, and a note says so.
+var noEffect = map[string]string{
+	"source.startup_timeout": "no Docker daemon is started",
+	"params.docker_buildkit": "buildah runs RUN --mount and secrets without it",
+	"params.pull_tag":        "it goes with params.pull_repository",
 }
 
 // DecodeCheck reads check's request.
@@ -24,11 +33,15 @@ func DecodeCheck(r io.Reader) (CheckRequest, error) {
 	var req CheckRequest
 	parts, err := split(r, "source", "version")
 	if err == nil {
+		req.Notes, err = dropNoEffect(parts)
+	}
+	if err == nil {
 		err = decodeParts(parts, map[string]any{"source": &req.Source, "version": &req.Version})
 	}
 	if err == nil {
 		err = req.Source.validate(parts["source"])
 	}
+	req.Notes = append(req.Notes, req.Source.notes()...)
 	return req, err
 }
 
@@ -36,6 +49,9 @@ func DecodeCheck(r io.Reader) (CheckRequest, error) {
 func DecodeIn(r io.Reader) (InRequest, error) {
 	var req InRequest
 	parts, err := split(r, "source", "version", "params")
+	if err == nil {
+		req.Notes, err = dropNoEffect(parts)
+	}
 	if err == nil {
 		err = decodeParts(parts, map[string]any{"source": &req.Source, "version": &req.Version, "params": &req.Params})
 	}
@@ -48,15 +64,21 @@ func DecodeIn(r io.Reader) (InRequest, error) {
 	if err == nil {
 		err = req.Params.validate()
 	}
+	req.Notes = append(req.Notes, req.Source.notes()...)
 	return req, err
 }
 
-// DecodeOut reads out's request.
+// DecodeOut reads out's request. Where docker-image-resource prefers one param over another, the
+// same one is used, and a note names the one ignored.
 func DecodeOut(r io.Reader) (OutRequest, error) {
 	var req OutRequest
+	var aliasNotes []string
 	parts, err := split(r, "source", "params")
 	if err == nil {
-		parts["params"], err = renameAlias(parts["params"], "tag", "tag_file")
+		req.Notes, err = dropNoEffect(parts)
+	}
+	if err == nil {
+		parts["params"], aliasNotes, err = renameAlias(parts["params"], "tag", "tag_file")
 	}
 	if err == nil {
 		err = decodeParts(parts, map[string]any{"source": &req.Source, "params": &req.Params})
@@ -65,6 +87,9 @@ func DecodeOut(r io.Reader) (OutRequest, error) {
 		err = req.Source.validate(parts["source"])
 	}
 	if err == nil {
+		req.Notes = append(req.Notes, req.Source.notes()...)
+		req.Notes = append(req.Notes, aliasNotes...)
+		req.Notes = append(req.Notes, req.Params.preferImageSource()...)
 		err = req.Params.validate()
 	}
 	return req, err
@@ -111,10 +136,15 @@ func decodeParts(parts map[string]json.RawMessage, targets map[string]any) error
 }
 
 // decodeStrict decodes data into v, refusing unknown fields, and turns errors into "path: what was expected".
+// Scalars are first normalized to v's field types (see normalize).
 func decodeStrict(data []byte, path string, v any) error {
+	data, err := normalize(data, reflect.TypeOf(v), path)
+	if err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		return nil
 	}
@@ -141,21 +171,61 @@ func decodeStrict(data []byte, path string, v any) error {
 	}
 }
 
-// renameAlias moves an old field name to its current one, refusing both at once.
-func renameAlias(raw json.RawMessage, old, current string) (json.RawMessage, error) {
+// dropNoEffect removes the noEffect fields of the source and params and returns a note for each.
+func dropNoEffect(parts map[string]json.RawMessage) ([]string, error) {
+	var notes []string
+	for _, part := range []string{"source", "params"} {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(parts[part], &fields) != nil || fields == nil {
+			continue // decodeStrict reports what is not an object
+		}
+		keys := make([]string, 0, len(fields))
+		for key := range fields {
+			keys = append(keys, key)
+		}
+		sort.Strings(keys)
+		dropped := false
+		for _, key := range keys {
+			if reason, ok := noEffect[part+"."+key]; ok {
+				notes = append(notes, fmt.Sprintf("%s.%s: has no effect here (%s)", part, key, reason))
+				delete(fields, key)
+				dropped = true
+			}
+		}
+		if dropped {
+			raw, err := json.Marshal(fields)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", part, err)
+			}
+			parts[part] = raw
+		}
+	}
+	return notes, nil
+}
+
+// renameAlias moves an old param name to its current one. With both set, the current one is
+// used, as docker-image-resource does (an empty one counts as unset there too), and a note says so.
+func renameAlias(raw json.RawMessage, old, current string) (json.RawMessage, []string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return raw, nil
+		return raw, nil, nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields[old] == nil {
-		return raw, nil // decodeStrict reports the malformed object
+		return raw, nil, nil // decodeStrict reports the malformed object
 	}
-	if fields[current] != nil {
-		return nil, fmt.Errorf("params.%s: cannot be combined with params.%s (it is its old name)", old, current)
+	var notes []string
+	switch string(fields[current]) {
+	case "", "null", `""`:
+		fields[current] = fields[old]
+	default:
+		notes = append(notes, fmt.Sprintf("params.%s: ignored: params.%s is used instead, as docker-image-resource does", old, current))
 	}
-	fields[current] = fields[old]
 	delete(fields, old)
-	return json.Marshal(fields)
+	data, err := json.Marshal(fields)
+	if err != nil {
+		return nil, nil, fmt.Errorf("params: %w", err)
+	}
+	return data, notes, nil
 }
 
 func describeType(goType string) string {

@@ -69,6 +69,7 @@ type Private struct {
 type CheckRequest struct {
 	Source  Source   `json:"source"`
 	Version *Version `json:"version"`
+	Notes   []string `json:"-"` // one line each, for the log: fields accepted with no effect
 }
 
 // InRequest is in's stdin.
@@ -76,6 +77,7 @@ type InRequest struct {
 	Source  Source   `json:"source"`
 	Version Version  `json:"version"`
 	Params  InParams `json:"params"`
+	Notes   []string `json:"-"` // one line each, for the log: fields accepted with no effect
 }
 
 // InParams are the get step's params.
@@ -98,6 +100,9 @@ type Platform struct {
 type OutRequest struct {
 	Source Source    `json:"source"`
 	Params OutParams `json:"params"`
+	// Notes are one line each, for the log: fields accepted with no effect, and params ignored
+	// because docker-image-resource prefers another.
+	Notes []string `json:"-"`
 }
 
 // OutParams are the put step's params. Paths are relative to the build's root directory.
@@ -109,6 +114,8 @@ type OutParams struct {
 	LoadRepository string `json:"load_repository,omitempty"`
 	LoadTag        string `json:"load_tag,omitempty"`
 	ImportFile     string `json:"import_file,omitempty"` // rootfs tarball, becomes a one-layer image
+	// docker-image-resource's deprecated pull: ignored beside another image, as there; refused alone.
+	PullRepository string `json:"pull_repository,omitempty"`
 
 	// A Dockerfile to build.
 	Build          string            `json:"build,omitempty"`

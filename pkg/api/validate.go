@@ -99,10 +99,17 @@ func (p *Platform) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// UnmarshalJSON accepts true, false or a list of mount ids.
+// UnmarshalJSON accepts true, false ("true" and "false" too) or a list of mount ids.
 func (c *CacheMounts) UnmarshalJSON(data []byte) error {
 	if json.Unmarshal(data, &c.All) == nil {
 		return nil
+	}
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		if all, ok := parseBool(s); ok {
+			c.All = all
+			return nil
+		}
 	}
 	if err := json.Unmarshal(data, &c.IDs); err != nil {
 		return &FieldError{Path: "cache_mounts", Msg: "expected true or a list of cache mount ids"}
@@ -228,7 +235,44 @@ func (p InParams) validate() error {
 	return nil
 }
 
+// notes says which source fields are accepted with no effect.
+func (s Source) notes() []string {
+	if s.MaxConcurrentDownloads != 0 {
+		return []string{"source.max_concurrent_downloads: has no effect here (downloads are not limited)"}
+	}
+	return nil
+}
+
+// preferImageSource keeps one of the params naming the image to push, the one docker-image-resource
+// uses: load, then build, load_file, import_file and pull_repository. It clears the others and
+// returns a note for each. image, this resource's own, combines with none (validate refuses it).
+func (p *OutParams) preferImageSource() []string {
+	if p.Image != "" {
+		return nil
+	}
+	sources := []struct {
+		name  string
+		value *string
+	}{{"load", &p.Load}, {"build", &p.Build}, {"load_file", &p.LoadFile}, {"import_file", &p.ImportFile}, {"pull_repository", &p.PullRepository}}
+	var chosen string
+	var notes []string
+	for _, s := range sources {
+		switch {
+		case *s.value == "":
+		case chosen == "":
+			chosen = s.name
+		default:
+			notes = append(notes, fmt.Sprintf("params.%s: ignored: params.%s is used instead, as docker-image-resource does", s.name, chosen))
+			*s.value = ""
+		}
+	}
+	return notes
+}
+
 func (p OutParams) validate() error {
+	if p.PullRepository != "" {
+		return fieldErr("params.pull_repository", "not supported (deprecated in docker-image-resource): get the image with save: true and push it with params.load")
+	}
 	sources := []struct{ name, value string }{
 		{"build", p.Build}, {"image", p.Image}, {"load", p.Load}, {"load_file", p.LoadFile}, {"import_file", p.ImportFile},
 	}

@@ -42,7 +42,7 @@ func TestBadInputFailsInOneLine(t *testing.T) {
 	}{
 		{"not JSON", "check", "{", "request: expected a JSON object"},
 		{"missing repository", "check", map[string]any{"source": map[string]any{"password": sentinelPassword}}, "source.repository: required"},
-		{"wrong type", "check", map[string]any{"source": src("tag", 1)}, "source.tag: expected a string, got number"},
+		{"wrong type", "check", map[string]any{"source": src("tag", true)}, "source.tag: expected a string, got bool"},
 		{"unknown key", "check", map[string]any{"source": src("colour", "red")}, "source.colour: unknown field"},
 		{"not supported", "check", map[string]any{"source": src("aws_region", "x")}, "source.aws_region: not supported yet"},
 		{"empty tag", "check", map[string]any{"source": src("tag", "")}, "source.tag: expected a tag"},

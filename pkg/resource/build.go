@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sirupsen/logrus"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/build"
@@ -147,11 +148,11 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 	if err != nil {
 		return build.Options{}, nil, err
 	}
-	buildArgs, err := readBuildArgs(dir, p, env.Getenv)
+	buildArgs, err := readBuildArgs(dir, p, env)
 	if err != nil {
 		return build.Options{}, nil, err
 	}
-	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file")
+	labels, err := readMap(dir, p.LabelsFile, p.Labels, "params.labels_file", env.Log)
 	if err != nil {
 		return build.Options{}, nil, err
 	}
@@ -201,38 +202,82 @@ func cacheTTL(p api.OutParams) (time.Duration, error) {
 	return ttl, nil
 }
 
-// readBuildArgs merges build_args_file and build_args (which win), expanding $BUILD_ID and the
-// other Concourse variables in the values.
-func readBuildArgs(dir string, p api.OutParams, getenv func(string) string) (map[string]string, error) {
-	args, err := readMap(dir, p.BuildArgsFile, p.BuildArgs, "params.build_args_file")
+// readBuildArgs merges, later ones winning, the proxy settings of the environment, build_args
+// and build_args_file; the Concourse variables are expanded in build_args' values
+// only, as docker-image-resource does.
+func readBuildArgs(dir string, p api.OutParams, env Env) (map[string]string, error) {
+	explicit := make(map[string]string, len(p.BuildArgs))
+	for key, value := range p.BuildArgs {
+		explicit[key] = expandConcourseVars(value, env.Getenv)
+	}
+	explicit, err := readMap(dir, p.BuildArgsFile, explicit, "params.build_args_file", env.Log)
 	if err != nil {
 		return nil, err
 	}
-	for key, value := range args {
-		args[key] = os.Expand(value, func(v string) string {
-			for _, known := range concourseVars {
-				if v == known {
-					return getenv(v)
-				}
-			}
-			return "$" + v
-		})
-	}
+	args := proxyBuildArgs(explicit, env)
+	maps.Copy(args, explicit)
 	return args, nil
 }
 
-// readMap reads a KEY=VALUE, JSON or YAML file (when named) and lays the inline map over it.
-func readMap(dir, file string, inline map[string]string, field string) (map[string]string, error) {
-	out := map[string]string{}
-	if file != "" {
-		fromFile, err := kvfile.Read(volume.New(dir), field, file)
-		if err != nil {
-			return nil, err
+// proxyVars are the proxy settings docker-image-resource passes to builds as build args (it
+// passed the lower-case ones; docker build takes both forms as predefined args).
+var proxyVars = []string{"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+
+// proxyBuildArgs are the proxy variables set in the environment and not in explicit; the log
+// names them, never their values, which may hold credentials.
+func proxyBuildArgs(explicit map[string]string, env Env) map[string]string {
+	args := map[string]string{}
+	var names []string
+	for _, name := range proxyVars {
+		if _, set := explicit[name]; set {
+			continue
 		}
-		out = fromFile
+		if value := env.Getenv(name); value != "" {
+			args[name] = value
+			names = append(names, name)
+		}
 	}
-	for k, v := range inline {
-		out[k] = v
+	if len(names) > 0 {
+		env.Log.Infof("build args from the environment: %s", strings.Join(names, ", "))
+	}
+	return args
+}
+
+// expandConcourseVars replaces $NAME and ${NAME} for the names in concourseVars (unset: empty),
+// the way docker-image-resource's ${value//\$NAME/...} does; all other text stays as written.
+func expandConcourseVars(value string, getenv func(string) string) string {
+	pairs := make([]string, 0, 4*len(concourseVars))
+	for _, name := range concourseVars {
+		pairs = append(pairs, "${"+name+"}", getenv(name), "$"+name, getenv(name))
+	}
+	return strings.NewReplacer(pairs...).Replace(value)
+}
+
+// readMap lays a KEY=VALUE, JSON or YAML file (when named) over the inline map. The file wins, as
+// in docker-image-resource, whose flags for the file's entries came last; a line names the keys
+// set in both. field is the file's param; the inline map's is its name without _file.
+func readMap(dir, file string, inline map[string]string, field string, log *logrus.Logger) (map[string]string, error) {
+	out := maps.Clone(inline)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if file == "" {
+		return out, nil
+	}
+	fromFile, err := kvfile.Read(volume.New(dir), field, file)
+	if err != nil {
+		return nil, err
+	}
+	var both []string
+	for _, k := range slices.Sorted(maps.Keys(fromFile)) {
+		if _, set := out[k]; set {
+			both = append(both, k)
+		}
+		out[k] = fromFile[k]
+	}
+	if len(both) > 0 {
+		log.Infof("%s: sets %s, also in %s: the file's values are used, as docker-image-resource does",
+			field, strings.Join(both, ", "), strings.TrimSuffix(field, "_file"))
 	}
 	return out, nil
 }

@@ -34,10 +34,11 @@ type cacheMounts struct {
 }
 
 // restoreCacheMounts fills the cache mounts the params keep into tmpDir, buildah's TMPDIR for the
-// build. A mount with nothing saved starts empty; a failure to restore is a warning.
+// build. A mount with nothing saved starts empty; a failure to restore is a warning. no_cache does
+// not drop them: as BuildKit's --no-cache, it reruns every step, and the reruns keep their caches.
 func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, dockerfileText []byte, tmpDir string, env Env) (*cacheMounts, error) {
 	p := req.Params
-	if p.CacheMounts == nil || p.NoCache {
+	if p.CacheMounts == nil {
 		return nil, nil
 	}
 	all, err := dockerfile.CacheMounts(dockerfileText)

@@ -18,6 +18,9 @@ func Check(ctx context.Context, env Env) (any, error) {
 	}
 	src := req.Source
 	debug(env.Log, src.Debug)
+	for _, note := range req.Notes {
+		env.Log.Info(note)
+	}
 	client, err := registry.New(ctx, src, env.Log)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,9 @@ func In(ctx context.Context, env Env) (any, error) {
 	}
 	src, params := req.Source, req.Params
 	debug(env.Log, src.Debug)
+	for _, note := range req.Notes {
+		env.Log.Info(note)
+	}
 	tag := req.Version.Tag
 	if tag == "" {
 		tag = src.TagOrDefault()

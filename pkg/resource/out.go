@@ -32,6 +32,9 @@ func Out(ctx context.Context, env Env) (any, error) {
 	}
 	src, params := req.Source, req.Params
 	debug(env.Log, src.Debug)
+	for _, note := range req.Notes {
+		env.Log.Info(note)
+	}
 	client, err := registry.New(ctx, src, env.Log)
 	if err != nil {
 		return nil, err

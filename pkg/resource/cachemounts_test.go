@@ -1,0 +1,28 @@
+package resource
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+)
+
+// TestNoCacheKeepsCacheMounts: no_cache runs every step again, as BuildKit's --no-cache, but the
+// cache mounts the steps use are still restored (and saved): they are package caches, not layers.
+func TestNoCacheKeepsCacheMounts(t *testing.T) {
+	var log bytes.Buffer
+	dockerfile := []byte("FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs true\n")
+	req := api.OutRequest{Params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}}
+	mounts, err := restoreCacheMounts(context.Background(), t.TempDir(), req, dockerfile, t.TempDir(), Env{Log: NewLogger(&log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mounts == nil || len(mounts.mounts) != 1 || mounts.mounts[0].ID != "pkgs" {
+		t.Fatalf("no_cache: true dropped the cache mounts: %+v", mounts)
+	}
+	if !strings.Contains(log.String(), "cache mount pkgs: nothing saved yet, starting empty") {
+		t.Errorf("log %q", log.String())
+	}
+}
