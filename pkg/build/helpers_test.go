@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
 func TestMain(m *testing.M) {
@@ -43,9 +45,10 @@ type file struct {
 // layer with /bin/busybox and a symlink per applet, PATH and Cmd sh.
 func busyboxImage(t testing.TB, extra ...file) v1.Image {
 	t.Helper()
-	bin, err := os.ReadFile("/usr/bin/busybox")
+	testharness.RequireFile(t, testharness.BusyboxPath, "busybox-static")
+	bin, err := os.ReadFile(testharness.BusyboxPath)
 	if err != nil {
-		t.Skipf("busybox-static is needed: %v", err)
+		t.Fatal(err)
 	}
 	out, err := exec.Command("/usr/bin/busybox", "--list").Output()
 	if err != nil {
@@ -240,3 +243,4 @@ func imageFiles(t testing.TB, img v1.Image) map[string]string {
 		}
 	}
 }
+

@@ -145,9 +145,10 @@ func fanOutBase(b *testing.B) v1.Image {
 // compressible (text-like) content, as a distribution's rootfs has.
 func writeSyntheticRootfs(b *testing.B, path string, size int) {
 	b.Helper()
+	testharness.RequireFile(b, testharness.BusyboxPath, "busybox-static")
 	busybox, err := os.ReadFile(testharness.BusyboxPath)
 	if err != nil {
-		b.Skipf("busybox-static is needed: %v", err)
+		b.Fatal(err)
 	}
 	f, err := os.Create(path)
 	if err != nil {

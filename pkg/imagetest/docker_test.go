@@ -57,11 +57,11 @@ func buildResourceImage(t *testing.T) string {
 		t.Skip("builds the resource image with Docker: minutes")
 	}
 	if os.Geteuid() != 0 {
-		missing(t, "making the base images needs root (debootstrap, dockerd)")
+		testharness.Missing(t, "making the base images needs root (debootstrap, dockerd)")
 	}
 	for _, tool := range [][2]string{{"docker", "docker.io"}, {"dockerd", "docker.io"}, {"debootstrap", "debootstrap"}} {
 		if _, err := exec.LookPath(tool[0]); err != nil {
-			missing(t, "%s not found (Debian package %s; see .ci/setup): %v", tool[0], tool[1], err)
+			testharness.Missing(t, "%s not found (Debian package %s; see .ci/setup): %v", tool[0], tool[1], err)
 		}
 	}
 	startDocker(t)
@@ -108,14 +108,6 @@ func imageID(image string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(id))
-}
-
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // startDocker makes sure a Docker daemon answers. When none does, it starts dockerd, logging to a
