@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containers/storage"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sirupsen/logrus"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
@@ -244,3 +246,12 @@ func imageFiles(t testing.TB, img v1.Image) map[string]string {
 	}
 }
 
+// openStore opens a storage under dir as a build with no work dir does: overlay falling back to
+// vfs (or driver), on a tmpfs when dir is on an overlayfs.
+func openStore(dir, driver string, log *logrus.Logger) (storage.Store, error) {
+	opened, err := openStorage(dir, Options{StorageDriver: driver, Log: log}, hostProbe())
+	if err != nil {
+		return nil, err
+	}
+	return opened.store, nil
+}

@@ -198,7 +198,7 @@ type phaseTimes map[string]float64
 // phases name log lines of out by their start; the time is that of the first such line.
 var phases = []struct{ name, marker string }{
 	{"first-log", ""},
-	{"storage", "storage driver:"},
+	{"storage", "storage: "},
 	{"base-loaded", "loaded base"},
 	{"step1", "STEP 1/"},
 	{"step2", "STEP 2/"},
