@@ -22,12 +22,10 @@ import (
 )
 
 const (
-	// resourceImage is the tag of the image the tests run: the host's binaries on the busybox base
-	// (dockerfiles/Dockerfile.prebuilt). fullImage is the root Dockerfile built in Docker
-	// (IMAGETEST_FULL_BUILD=1), builderImage its builder stage's.
-	resourceImage = "localhost/buildah-image-resource:test"
-	fullImage     = "localhost/buildah-image-resource:test-full"
-	builderImage  = "localhost/buildah-image-resource-test/builder:test"
+	// resourceRepo is the repository of the images the tests run (see testImageTag).
+	// builderImage is the root Dockerfile's builder stage, kept as its build cache.
+	resourceRepo = "localhost/buildah-image-resource"
+	builderImage = "localhost/buildah-image-resource-test/builder:test"
 	// goImageRepo is GO_IMAGE's repository; its tag names the host's Go version and a hash of
 	// what else goes in, so that a cached image is never stale.
 	goImageRepo = "localhost/buildah-image-resource-test/golang"
@@ -99,11 +97,22 @@ func buildResourceImage(t *testing.T) string {
 	}
 	dockerfile := filepath.Join(testharness.ModuleRoot(t), "dockerfiles", "Dockerfile.prebuilt")
 	base := busyboxImage(t)
-	run(t, prebuiltTimeout, nil, "docker", "build", "--force-rm", "--tag", resourceImage,
+	tag := testImageTag(t, "test")
+	run(t, prebuiltTimeout, nil, "docker", "build", "--force-rm", "--tag", tag,
 		"--file", dockerfile, "--build-arg", "BASE_IMAGE="+base, ctxDir)
-	t.Logf("built %s from the host's binaries in %s", resourceImage, time.Since(start).Round(time.Second))
+	t.Logf("built %s from the host's binaries in %s", tag, time.Since(start).Round(time.Second))
 	removeStaleImages(t, base)
-	return resourceImage
+	return tag
+}
+
+// testImageTag returns a tag of resourceRepo private to this test process (tests of several
+// checkouts may share one Docker daemon and must not run each other's image); the tag is removed
+// when the test ends.
+func testImageTag(t *testing.T, kind string) string {
+	t.Helper()
+	tag := fmt.Sprintf("%s:%s-%d", resourceRepo, kind, os.Getpid())
+	t.Cleanup(func() { bounded(dockerCmdTimeout, "docker", "image", "rm", tag) })
+	return tag
 }
 
 // staticBinaries compiles check, in and out as the root Dockerfile does (static, cgo) into a new
@@ -141,10 +150,11 @@ func buildFullResourceImage(t *testing.T, extraCA string) string {
 		"--build-arg", "GOPROXY=" + goEnv(t, "GOPROXY"), "--build-arg", "EXTRA_CA_CERTS=" + extraCA}
 	// The builder stage gets a tag too, so that removeStaleImages keeps it: it is the cache.
 	dockerBuild(t, builderImage, append(args, "--target", "builder")...)
-	dockerBuild(t, fullImage, args...)
-	t.Logf("built %s in %s", fullImage, time.Since(start).Round(time.Second))
+	tag := testImageTag(t, "full")
+	dockerBuild(t, tag, args...)
+	t.Logf("built %s in %s", tag, time.Since(start).Round(time.Second))
 	removeStaleImages(t, goImage, baseImage)
-	return fullImage
+	return tag
 }
 
 // dockerBuild builds the root Dockerfile as tag; a failed step leaves no container.
