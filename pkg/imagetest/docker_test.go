@@ -417,16 +417,24 @@ var containers atomic.Int64
 
 // runResource runs /opt/resource/<bin> in a container of image, as Concourse does: the request as
 // JSON on stdin and, for in and out, dir mounted at /tmp/build/get or /tmp/build/put and passed as
-// argv[1]. The container is removed when it ends (or is stopped after testharness.RunTimeout).
+// argv[1]. The container has runFlags. The container is removed when it ends (or is stopped after
+// testharness.RunTimeout).
 func runResource(t *testing.T, image, bin string, request any, dir string) testharness.Result {
+	t.Helper()
+	return runResourceWith(t, image, bin, request, dir, runFlags, nil)
+}
+
+// runResourceWith is runResource with the container's flags (docker run's) and a wrapper that runs
+// the command (e.g. sh -c script sh), nil for none.
+func runResourceWith(t *testing.T, image, bin string, request any, dir string, flags, wrapper []string) testharness.Result {
 	t.Helper()
 	stdin, err := json.Marshal(request)
 	if err != nil {
 		t.Fatalf("encoding the %s request: %v", bin, err)
 	}
 	name := fmt.Sprintf("buildah-image-resource-test-%d-%d", os.Getpid(), containers.Add(1))
-	args := append([]string{"run", "--rm", "--interactive", "--name", name}, runFlags...)
-	command := []string{"/opt/resource/" + bin}
+	args := append([]string{"run", "--rm", "--interactive", "--name", name}, flags...)
+	command := append(slices.Clone(wrapper), "/opt/resource/"+bin)
 	if dir != "" {
 		workDir := map[string]string{"in": "/tmp/build/get", "out": "/tmp/build/put"}[bin]
 		args = append(args, "--volume", dir+":"+workDir)

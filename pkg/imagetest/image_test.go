@@ -79,6 +79,39 @@ func TestResourceImage(t *testing.T) {
 		}
 	})
 
+	t.Run("put in a user namespace", func(t *testing.T) {
+		var resp api.Response
+		res := runResourceWith(t, image, "out", map[string]any{"source": source(reg, "userns"), "params": map[string]any{"build": "ctx", "load_base": "base"}},
+			work, runFlags, []string{"sh", "-c", inUserNamespace, "sh"})
+		res.JSON(t, &resp)
+		assertStorage(t, res.Stderr, "storage: overlay in /tmp/build/put/.buildah-image-resource-storage-", work)
+		files := regularFiles(t, reg.Image(t, reg.Ref("userns@"+resp.Version.Digest)))
+		if got := files["from-run.txt"]; got != "written by RUN\n" {
+			t.Errorf("/from-run.txt in the pushed image = %q", got)
+		}
+	})
+
+	t.Run("put without mount rights", func(t *testing.T) {
+		// Docker's defaults (no CAP_SYS_ADMIN, its seccomp profile), close to an unprivileged
+		// Concourse container: no mount works, so storage falls back to vfs; a build with no RUN
+		// still works.
+		writeFile(t, filepath.Join(work, "copy-only/Dockerfile"), "FROM "+reg.Ref("library/busybox:1")+"\nCOPY hello.txt /from-copy.txt\n")
+		writeFile(t, filepath.Join(work, "copy-only/hello.txt"), "copied without mounts\n")
+		var resp api.Response
+		res := runResourceWith(t, image, "out", map[string]any{"source": source(reg, "nomount"), "params": map[string]any{"build": "copy-only", "load_base": "base"}},
+			work, []string{"--network", "host"}, nil)
+		res.JSON(t, &resp)
+		if !strings.Contains(res.Stderr, "\nstorage: vfs in /tmp/") || !strings.Contains(res.Stderr, "overlay on a tmpfs failed: ") {
+			t.Errorf("the log does not say vfs in /tmp and why")
+		}
+		if left, _ := filepath.Glob(filepath.Join(work, ".buildah-image-resource-storage-*")); len(left) > 0 {
+			t.Errorf("storage left in the work dir: %v", left)
+		}
+		if got := regularFiles(t, reg.Image(t, reg.Ref("nomount@"+resp.Version.Digest)))["from-copy.txt"]; got != "copied without mounts\n" {
+			t.Errorf("/from-copy.txt in the pushed image = %q", got)
+		}
+	})
+
 	t.Run("put with the work dir as the build context", func(t *testing.T) {
 		writeFile(t, filepath.Join(work, "whole.Dockerfile"), "FROM "+reg.Ref("library/busybox:1")+"\n"+
 			"RUN echo written on a tmpfs > /from-run.txt\n"+
@@ -94,6 +127,21 @@ func TestResourceImage(t *testing.T) {
 		}
 	})
 }
+
+// inUserNamespace runs its arguments as root of a new user namespace (uids and gids 0-65535
+// mapped to themselves) with a mount namespace of its own, as a Concourse worker in containerd's
+// fuse-only privileged mode runs a privileged container: storage (containers/storage sees a
+// rootless process) must still find overlay, or fall back. busybox's unshare writes no map but
+// for -r, which denies setgroups (RUN would fail): the parent writes them.
+const inUserNamespace = `set -e
+cat > /tmp/request.json
+unshare -U -m --propagation private sh -c 'while [ ! -e /tmp/mapped ]; do sleep 0.1; done; exec "$@"' sh "$@" < /tmp/request.json &
+pid=$!
+while [ "$(readlink /proc/$pid/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.1; done
+echo "0 0 65536" > /proc/$pid/uid_map
+echo "0 0 65536" > /proc/$pid/gid_map
+touch /tmp/mapped
+wait $pid`
 
 // assertStorage checks that out's log says, in one line starting with want, where the storage
 // went, that it was not vfs, and that the work dir has no storage left in it.
