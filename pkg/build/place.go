@@ -83,7 +83,7 @@ func storagePlan(driver string, buildDirOnOverlayfs bool, volumeUnsuitable strin
 }
 
 // openStorage opens the build's storage, its run root under dir. When dir is not on an overlayfs,
-// or vfs is asked for, that is openStore's: under dir, overlay falling back to vfs. When it is,
+// or vfs is asked for, it goes under dir as it always did: overlay falling back to vfs. When it is,
 // overlay goes in a hidden directory of opts.VolumeDir when that is suitable, else on a tmpfs
 // mounted under dir, and vfs under dir is the last resort (unless overlay was asked for). It logs
 // its choice in one line.
@@ -97,7 +97,7 @@ func openStorage(dir string, opts Options, probe storageProbe) (*openedStorage, 
 		volumeUnsuitable = unsuitableVolume(opts, probe)
 	}
 	var refusals []string
-	var errs []error
+	var last error
 	for _, p := range storagePlan(opts.StorageDriver, overlayfs, volumeUnsuitable) {
 		opened, where, err := tryPlacement(dir, p, opts, probe)
 		if err == nil {
@@ -105,10 +105,13 @@ func openStorage(dir string, opts Options, probe storageProbe) (*openedStorage, 
 			return opened, nil
 		}
 		opts.Log.Debugf("storage: %s %s unusable: %v", p.driver, where, err)
-		errs = append(errs, fmt.Errorf("%s %s: %w", p.driver, where, err))
 		refusals = append(refusals, fmt.Sprintf("%s %s failed: %s", p.driver, placeName(p.kind), firstLine(err)))
+		last = fmt.Errorf("%s %s: %w", p.driver, where, err)
 	}
-	return nil, fmt.Errorf("opening image storage: %w", errors.Join(errs...))
+	if len(refusals) > 1 {
+		return nil, fmt.Errorf("opening image storage (%s): %w", strings.Join(refusals[:len(refusals)-1], "; "), last)
+	}
+	return nil, fmt.Errorf("opening image storage: %w", last)
 }
 
 // unsuitableVolume says why opts.VolumeDir cannot hold the storage, "" when it can: it must be
@@ -153,7 +156,7 @@ func tryPlacement(dir string, p placement, opts Options, probe storageProbe) (_ 
 	runRoot := filepath.Join(dir, "run")
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, removeAll(root), removeAll(runRoot))
+			err = withCleanup(err, removeAll(root), removeAll(runRoot))
 		}
 	}()
 	store, err := storage.GetStore(storage.StoreOptions{GraphRoot: root, RunRoot: runRoot, GraphDriverName: p.driver})
@@ -181,7 +184,7 @@ func makeRoot(dir string, kind placeKind, opts Options, probe storageProbe) (roo
 			return "", "on a tmpfs", fmt.Errorf("creating the tmpfs mount point: %w", err)
 		}
 		if err := probe.mountTmpfs(root); err != nil {
-			return "", "on a tmpfs", errors.Join(err, os.Remove(root))
+			return "", "on a tmpfs", withCleanup(err, os.Remove(root))
 		}
 		return root, "on a tmpfs" + sizeNote(root) + " at " + root, nil
 	default:
@@ -205,6 +208,14 @@ func storageLogLine(driver, where, dir string, overlayfs bool, volumeUnsuitable 
 		return line
 	}
 	return line + " (" + strings.Join(why, "; ") + ")"
+}
+
+// withCleanup is err, with the errors of cleaning up after it, if any, added on the same line.
+func withCleanup(err error, cleanups ...error) error {
+	if cleanup := errors.Join(cleanups...); cleanup != nil {
+		return fmt.Errorf("%w (and cleaning up: %s)", err, strings.ReplaceAll(cleanup.Error(), "\n", "; "))
+	}
+	return err
 }
 
 // placeName names a kind of placement for the log.

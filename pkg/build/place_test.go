@@ -190,8 +190,8 @@ func TestStorageFallsBackToVFSWhenMountsFail(t *testing.T) {
 func TestStorageOverlayAskedFailsWhenNothingCanHoldIt(t *testing.T) {
 	dir := t.TempDir()
 	_, err := openStorage(dir, Options{StorageDriver: "overlay", Log: logrus.New()}, probeOn(unix.EPERM, dir))
-	if err == nil || !strings.Contains(err.Error(), "opening image storage") {
-		t.Fatalf("err = %v, want an opening image storage error", err)
+	if err == nil || !strings.HasPrefix(err.Error(), "opening image storage") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %q, want one line: opening image storage ...", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %d entries in the build dir", len(entries))
