@@ -1,18 +1,10 @@
 package imagetest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
@@ -53,9 +45,8 @@ func TestFullDockerfileBuild(t *testing.T) {
 	if os.Getenv(fullBuildEnv) != "1" {
 		t.Skipf("set %s=1 to build the root Dockerfile in Docker (minutes)", fullBuildEnv)
 	}
-	ca := testCA(t)
-	image := buildFullResourceImage(t, ca)
-	if bundle := run(t, dockerCmdTimeout, nil, "docker", "run", "--rm", "--entrypoint", "cat", image, hostCABundle); !strings.Contains(bundle, strings.TrimSpace(ca)) {
+	image := buildFullResourceImage(t, testCA)
+	if bundle := run(t, dockerCmdTimeout, nil, "docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", image, hostCABundle); !strings.Contains(bundle, strings.TrimSpace(testCA)) {
 		t.Errorf("the image's CA bundle lacks the EXTRA_CA_CERTS certificate")
 	}
 	reg := testharness.StartInProcess(t)
@@ -66,21 +57,18 @@ func TestFullDockerfileBuild(t *testing.T) {
 	}
 }
 
-// testCA is a self-signed CA certificate in PEM.
-func testCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "imagetest extra CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
+// testCA is a self-signed CA certificate (its key thrown away), fixed so that the builder stage's
+// cache survives from one run to the next.
+const testCA = `-----BEGIN CERTIFICATE-----
+MIIBvzCCAWWgAwIBAgIUYC6M3MlMX15Wrec+L8wTCqiyZe0wCgYIKoZIzj0EAwIw
+NDEyMDAGA1UEAwwpYnVpbGRhaC1pbWFnZS1yZXNvdXJjZSBpbWFnZXRlc3QgZXh0
+cmEgQ0EwIBcNMjYxMjAyMDI1NjM4WhgPMjEyNjExMDgwMjU2MzhaMDQxMjAwBgNV
+BAMMKWJ1aWxkYWgtaW1hZ2UtcmVzb3VyY2UgaW1hZ2V0ZXN0IGV4dHJhIENBMFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE2SIZaAOg3O4P8iqKktOvaMI2HLj18Dz/
+PfXpn0Jk25pbYvbFyYiFl0olEZeU4ZXe0mVmjXV9fHRxIMWnAiVSSKNTMFEwHQYD
+VR0OBBYEFB8OydhyETwEe9UySf1hawKesIGjMB8GA1UdIwQYMBaAFB8OydhyETwE
+e9UySf1hawKesIGjMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIh
+AIF8hl+IKF6wstkR8l3lTo135R7cx6AbAGvRH4482d8pAiAq6j96u1slxs2Pdj4V
+eF2EIotaS08kwejuAoVTtfYajQ==
+-----END CERTIFICATE-----
+`
