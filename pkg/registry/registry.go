@@ -215,10 +215,12 @@ func (c *Client) read(fn func(name.Repository, []remote.Option) error) error {
 // Push writes the image or index and then points every tag at it. Blobs the registry has are not
 // sent again (HEAD first, cross-repository mount for layers of the same registry); the manifest is
 // written by digest only after every blob is in, and tags only after that, so no tag ever names
-// an incomplete image.
+// an incomplete image. progress, when not nil, gets the upload's updates and is closed by the
+// time Push returns, whatever happened.
 func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Update) (v1.Hash, error) {
 	digest, err := digestOf(img)
 	if err != nil {
+		closeUpdates(progress)
 		return v1.Hash{}, err
 	}
 	opts := c.opts
@@ -232,6 +234,7 @@ func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Upd
 	case v1.Image:
 		err = remote.Write(byDigest, t, opts...)
 	default:
+		closeUpdates(progress)
 		err = fmt.Errorf("cannot push %T", img)
 	}
 	if err != nil {
@@ -243,6 +246,13 @@ func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Upd
 		}
 	}
 	return digest, nil
+}
+
+// closeUpdates closes a progress channel that no write got to close.
+func closeUpdates(progress chan<- v1.Update) {
+	if progress != nil {
+		close(progress)
+	}
 }
 
 func digestOf(t remote.Taggable) (v1.Hash, error) {

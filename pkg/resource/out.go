@@ -67,10 +67,10 @@ func Out(ctx context.Context, env Env) (any, error) {
 	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
 	go func() { meter.Updates(updates); close(consumed) }()
 	digest, err := client.Push(img, tagList, updates)
+	<-consumed // Push closes updates: the meter's last line comes before any error's
 	if err != nil {
 		return nil, err
 	}
-	<-consumed // the image write closes updates when it ends
 	size, err := imageSize(img)
 	if err != nil {
 		return nil, err
