@@ -13,6 +13,7 @@ import (
 // semver modes every matching tag, oldest first, starting at the requested version when it is still there.
 func Check(ctx context.Context, env Env) (any, error) {
 	req, err := api.DecodeCheck(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}

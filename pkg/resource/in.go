@@ -26,6 +26,7 @@ func In(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	req, err := api.DecodeIn(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}

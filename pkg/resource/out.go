@@ -26,6 +26,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	req, err := api.DecodeOut(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}

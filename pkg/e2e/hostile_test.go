@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// TestCredentialsNeverShow: a registry answering wrong credentials with 401, 403 or 500 and a
+// body echoing the Authorization header and the password (as JSON errors or plain text) makes
+// check, in and out fail with one line naming the registry, and their whole stderr, debug on,
+// shows neither the password, nor base64(username:password), nor base64(password).
+func TestCredentialsNeverShow(t *testing.T) {
+	img := testharness.BusyboxImage(t)
+	work := t.TempDir()
+	testharness.SaveOCIArchive(t, img, filepath.Join(work, "image.tar"), "app:1")
+	digest, _ := img.Digest()
+	for _, echo := range []testharness.Echo{
+		{Status: http.StatusUnauthorized}, {Status: http.StatusForbidden, Plain: true}, {Status: http.StatusInternalServerError},
+	} {
+		t.Run(fmt.Sprintf("%d plain %v", echo.Status, echo.Plain), func(t *testing.T) {
+			t.Parallel() // a 500 is retried for seconds
+			reg := testharness.StartEcho(t, echo)
+			src := source(reg, "app", "password", sentinelPassword, "debug", true)
+			requests := map[string]any{
+				"check": map[string]any{"source": src},
+				"in":    map[string]any{"source": src, "version": api.Version{Digest: digest.String(), Tag: "latest"}},
+				"out":   map[string]any{"source": src, "params": map[string]any{"image": "image.tar"}},
+			}
+			for _, bin := range []string{"check", "in", "out"} {
+				dir := ""
+				if bin != "check" {
+					dir = work
+				}
+				reg.ResetRequests()
+				res := testharness.Run(t, bin, requests[bin], dir)
+				assertFailsInOneLine(t, bin, res, reg.Host)
+				assertNoCredentials(t, bin, res.Stderr, reg.Username, sentinelPassword)
+				assertEchoed(t, bin, reg, echo.Status)
+			}
+		})
+	}
+}
+
+func assertFailsInOneLine(t *testing.T, bin string, res testharness.Result, host string) {
+	t.Helper()
+	if res.ExitCode == 0 || len(res.Stdout) != 0 {
+		t.Errorf("%s: exit %d, stdout %q; want a failure and nothing on stdout", bin, res.ExitCode, res.Stdout)
+	}
+	lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "ERROR: ") || !strings.Contains(last, host) {
+		t.Errorf("%s: last line %q, want an error naming %s", bin, last, host)
+	}
+}
+
+func assertNoCredentials(t *testing.T, bin, stderr, username, password string) {
+	t.Helper()
+	for what, leak := range map[string]string{
+		"the password":                   password,
+		"base64(username:password)":      base64.StdEncoding.EncodeToString([]byte(username + ":" + password)),
+		"base64(password)":               base64.StdEncoding.EncodeToString([]byte(password)),
+		"base64(password) without a pad": base64.RawStdEncoding.EncodeToString([]byte(password)),
+	} {
+		if strings.Contains(stderr, leak) {
+			t.Errorf("%s: stderr shows %s:\n%s", bin, what, stderr)
+		}
+	}
+}
+
+// assertEchoed makes sure the registry did echo the credentials to the command.
+func assertEchoed(t *testing.T, bin string, reg *testharness.Registry, status int) {
+	t.Helper()
+	for _, r := range reg.Requests() {
+		if r.Status == status && strings.HasPrefix(r.Path, "/v2/app/") {
+			return
+		}
+	}
+	t.Errorf("%s: the registry never answered %d on /v2/app/: %+v", bin, status, reg.Requests())
+}
