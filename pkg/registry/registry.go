@@ -280,13 +280,39 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// describe shortens registry errors to their message, dropping response dumps.
+// maxRegistryText bounds the text of a registry's error response shown in a message.
+const maxRegistryText = 400
+
+// describe shortens a registry's error to its first diagnostic, or the start of its body.
 func describe(err error) error {
 	var terr *transport.Error
-	if errors.As(err, &terr) && len(terr.Errors) > 0 {
-		return fmt.Errorf("%s (HTTP %d)", terr.Errors[0].String(), terr.StatusCode)
+	if !errors.As(err, &terr) {
+		return err
 	}
-	return err
+	if len(terr.Errors) > 0 {
+		return &shortError{msg: fmt.Sprintf("%s (HTTP %d)", shorten(terr.Errors[0].String()), terr.StatusCode), err: err}
+	}
+	return &shortError{msg: shorten(err.Error()), err: err}
+}
+
+// shortError is a registry's error, shortened; it wraps the whole one.
+type shortError struct {
+	msg string
+	err error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.err }
+
+// shorten puts s on one line and keeps its first words up to maxRegistryText bytes. It cuts
+// between words so that no secret is cut short: a secret's start could not be masked.
+func shorten(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= maxRegistryText {
+		return s
+	}
+	cut := strings.LastIndexByte(s[:maxRegistryText+1], ' ')
+	return strings.TrimSpace(s[:max(cut, 0)]) + " [...]"
 }
 
 // MountFrom marks the layers of img named in sources (layer digest -> the reference of an image
