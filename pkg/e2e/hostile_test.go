@@ -83,3 +83,15 @@ func assertEchoed(t *testing.T, bin string, reg *testharness.Registry, status in
 	}
 	t.Errorf("%s: the registry never answered %d on /v2/app/: %+v", bin, status, reg.Requests())
 }
+
+// TestEndlessConfigHitsTheLimit: a manifest declaring an 8 GB config, streamed forever, makes
+// in fail with the config size limit named, instead of reading it.
+func TestEndlessConfigHitsTheLimit(t *testing.T) {
+	reg, digest := testharness.StartEndlessConfig(t)
+	res := testharness.Run(t, "in", map[string]any{"source": source(reg, "big"), "version": api.Version{Digest: digest.String()}}, t.TempDir())
+	assertFailsInOneLine(t, "in", res, reg.Host)
+	want := fmt.Sprintf("config declares %d bytes, more than the limit of 32 MiB", int64(testharness.EndlessConfigSize))
+	if !strings.Contains(res.Stderr, want) {
+		t.Errorf("stderr does not say %q:\n%s", want, res.Stderr)
+	}
+}

@@ -107,7 +107,7 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
-		remote.WithTransport(countUploads{next: rt, sent: sent}),
+		remote.WithTransport(limitManifests{next: countUploads{next: rt, sent: sent}}),
 		remote.WithUserAgent("buildah-image-resource"),
 		// The transport retries requests; go-containerregistry retries only what the transport
 		// could not: streamed blob uploads, sent again whole.
@@ -196,6 +196,9 @@ func (c *Client) Get(digest string, platform v1.Platform) (*Fetched, error) {
 	}
 	if f.Image, err = desc.Image(); err != nil {
 		return nil, fmt.Errorf("image for %s in %s@%s: %w", platform.String(), c.repo.Name(), digest, describe(err))
+	}
+	if err := checkConfigSize(f.Image); err != nil {
+		return nil, fmt.Errorf("fetch %s@%s: %w", c.repo.Name(), digest, err)
 	}
 	return f, nil
 }
