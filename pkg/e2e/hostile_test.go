@@ -84,6 +84,28 @@ func assertEchoed(t *testing.T, bin string, reg *testharness.Registry, status in
 	t.Errorf("%s: the registry never answered %d on /v2/app/: %+v", bin, status, reg.Requests())
 }
 
+// TestRedirectedBlobGetsNoAuthorization: a registry sending blob downloads to another port
+// gets the credentials; the other port gets no Authorization header, and the get still works.
+func TestRedirectedBlobGetsNoAuthorization(t *testing.T) {
+	reg, blobs := testharness.StartRedirecting(t)
+	img := testharness.MultiLayerImage(t, 2, 1<<10)
+	digest := reg.Push(t, reg.Ref("app:1"), img)
+	dir, resp := get(t, source(reg, "app", "tag", "1"), api.Version{Digest: digest.String(), Tag: "1"}, nil)
+	if resp.Version.Digest != digest.String() {
+		t.Errorf("got version %v, want digest %s", resp.Version, digest)
+	}
+	assertSkopeoDigest(t, "oci-archive:"+filepath.Join(dir, "image.tar"), digest)
+	auths := blobs.Authorizations()
+	if len(auths) < 3 { // the config and two layers
+		t.Fatalf("the blob host got %d requests, want the config and layers redirected to it", len(auths))
+	}
+	for i, auth := range auths {
+		if auth != "" {
+			t.Errorf("request %d to the blob host (%s) carried Authorization %q", i, blobs.URL, auth)
+		}
+	}
+}
+
 // TestEndlessConfigHitsTheLimit: a manifest declaring an 8 GB config, streamed forever, makes
 // in fail with the config size limit named, instead of reading it.
 func TestEndlessConfigHitsTheLimit(t *testing.T) {
