@@ -71,7 +71,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.pending = append(w.pending, p...)
-	end := bytes.LastIndexAny(w.pending, "\n\r") + 1
+	end := 0 // the end of the last line completed: only p can hold its newline
+	if i := bytes.LastIndexAny(p, "\n\r"); i >= 0 {
+		end = len(w.pending) - len(p) + i + 1
+	}
 	if end == 0 && len(w.pending) > maxPending {
 		end = w.safeCut()
 	}
