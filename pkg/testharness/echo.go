@@ -81,3 +81,57 @@ func echoCredentials(w http.ResponseWriter, req *http.Request, echo Echo) {
 	w.WriteHeader(echo.Status)
 	io.WriteString(w, body)
 }
+
+// StartEchoBearer is StartEcho with token auth: the registry sends clients to its token
+// endpoint, /token, which hands a random token out for the right Basic credentials (Username,
+// Password). Every request bearing it gets echo.Status and a body echoing the Authorization
+// header and the token. It returns the registry and the token.
+func StartEchoBearer(t testing.TB, echo Echo) (*Registry, string) {
+	t.Helper()
+	password, err := randomHex(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := randomHex(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{Username: DistributionUsername, Password: password, Insecure: true, transport: newTransport(nil)}
+	srv := httptest.NewServer(r.record(bearerAuth(r.Username, password, "tok-"+token, echo)))
+	t.Cleanup(srv.Close)
+	r.Host = srv.Listener.Addr().String()
+	return r, "tok-" + token
+}
+
+// bearerAuth hands token out at /token and echoes it back on every other request bearing it.
+func bearerAuth(username, password, token string, echo Echo) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		user, pass, ok := req.BasicAuth()
+		switch {
+		case req.URL.Path == "/token" && ok && user == username && pass == password:
+			json.NewEncoder(w).Encode(map[string]string{"token": token, "access_token": token})
+		case req.URL.Path == "/token":
+			http.Error(w, "bad credentials", http.StatusUnauthorized)
+		case req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/sha256:"):
+			http.NotFound(w, req)
+		case req.Header.Get("Authorization") == "Bearer "+token:
+			echoToken(w, req, token, echo)
+		default:
+			realm := "http://" + req.Host + "/token"
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="echo"`, realm))
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+		}
+	})
+}
+
+func echoToken(w http.ResponseWriter, req *http.Request, token string, echo Echo) {
+	said := fmt.Sprintf("Authorization: %s (token %s)", req.Header.Get("Authorization"), token)
+	if echo.Plain {
+		w.WriteHeader(echo.Status)
+		io.WriteString(w, said+"\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(echo.Status)
+	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"code": "DENIED", "message": "not for you: " + said}}})
+}
