@@ -117,3 +117,32 @@ func TestEndlessConfigHitsTheLimit(t *testing.T) {
 		t.Errorf("stderr does not say %q:\n%s", want, res.Stderr)
 	}
 }
+
+// TestRegistryTokensNeverShow: a registry echoing the bearer token its token server handed out
+// (a credential the source does not hold) gets *** in the output of check, in and out.
+func TestRegistryTokensNeverShow(t *testing.T) {
+	img := testharness.BusyboxImage(t)
+	work := t.TempDir()
+	testharness.SaveOCIArchive(t, img, filepath.Join(work, "image.tar"), "app:1")
+	digest, _ := img.Digest()
+	reg, token := testharness.StartEchoBearer(t, testharness.Echo{Status: http.StatusForbidden})
+	src := source(reg, "app", "debug", true)
+	for bin, request := range map[string]any{
+		"check": map[string]any{"source": src},
+		"in":    map[string]any{"source": src, "version": api.Version{Digest: digest.String()}},
+		"out":   map[string]any{"source": src, "params": map[string]any{"image": "image.tar"}},
+	} {
+		dir := work
+		if bin == "check" {
+			dir = ""
+		}
+		reg.ResetRequests()
+		res := testharness.Run(t, bin, request, dir)
+		assertFailsInOneLine(t, bin, res, reg.Host)
+		assertNoCredentials(t, bin, res.Stderr, reg.Username, reg.Password)
+		if strings.Contains(res.Stderr, token) || strings.Contains(res.Stderr, base64.StdEncoding.EncodeToString([]byte(token))) {
+			t.Errorf("%s: stderr shows the registry's token %s:\n%s", bin, token, res.Stderr)
+		}
+		assertEchoed(t, bin, reg, http.StatusForbidden)
+	}
+}

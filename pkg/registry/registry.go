@@ -33,24 +33,25 @@ type Client struct {
 }
 
 // New makes a client for the source's repository.
-func New(ctx context.Context, src api.Source, log logrus.FieldLogger) (*Client, error) {
+func New(ctx context.Context, src api.Source, log logrus.FieldLogger, opts ...Option) (*Client, error) {
+	set := newSettings(opts)
 	repo, insecure, err := Repository(src, src.Repository)
 	if err != nil {
 		return nil, err
 	}
 	sent := &atomic.Int64{}
-	opts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, sent)
+	remoteOpts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, set, sent)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{repo: repo, opts: opts, log: log, sent: sent}
+	c := &Client{repo: repo, opts: remoteOpts, log: log, sent: sent}
 	if m := src.RegistryMirror; m != nil && repo.RegistryStr() == name.DefaultRegistry {
 		mirrorRepo, err := name.NewRepository(m.Host+"/"+repo.RepositoryStr(), nameOptions(src, m.Host)...)
 		if err != nil {
 			return nil, fmt.Errorf("source.registry_mirror.host: %w", err)
 		}
 		c.mirror = &mirrorRepo
-		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, &atomic.Int64{}); err != nil {
+		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, set, &atomic.Int64{}); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +96,7 @@ func basic(username, password string) authn.Authenticator {
 }
 
 // options are the remote options for one registry; sent counts the blob bytes uploaded to it.
-func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, sent *atomic.Int64) ([]remote.Option, error) {
+func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, set settings, sent *atomic.Int64) ([]remote.Option, error) {
 	certs := make([]string, 0, len(src.CACerts))
 	for _, c := range src.CACerts {
 		certs = append(certs, c.Cert)
@@ -107,7 +108,7 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
-		remote.WithTransport(limitManifests{next: countUploads{next: rt, sent: sent}}),
+		remote.WithTransport(hideCredentials{next: limitManifests{next: countUploads{next: rt, sent: sent}}, hide: set.hide}),
 		remote.WithUserAgent("buildah-image-resource"),
 		// The transport retries requests; go-containerregistry retries only what the transport
 		// could not: streamed blob uploads, sent again whole.

@@ -19,7 +19,7 @@ func Check(ctx context.Context, env Env) (any, error) {
 	}
 	src := req.Source
 	debug(env.Log, src.Debug)
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	if params.Platform != nil {
 		platform = *params.Platform
 	}
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}

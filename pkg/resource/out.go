@@ -32,7 +32,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	}
 	src, params := req.Source, req.Params
 	debug(env.Log, src.Debug)
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}

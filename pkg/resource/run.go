@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/redact"
+	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
 // Env is what a command gets from its process.
@@ -34,6 +35,11 @@ func (e Env) hide(secrets []string) {
 	if e.Redactor != nil {
 		e.Redactor.Add(secrets...)
 	}
+}
+
+// hideSent has a registry client hide every credential it sends, tokens included.
+func (e Env) hideSent() registry.Option {
+	return registry.HideWith(func(secrets ...string) { e.hide(secrets) })
 }
 
 // Dir is the work directory Concourse passes as the first argument.
