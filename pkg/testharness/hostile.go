@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -75,15 +76,7 @@ const EndlessConfigSize = 8 << 30
 // zeros until the client goes away. It returns the registry and the manifest's digest.
 func StartEndlessConfig(t testing.TB) (*Registry, v1.Hash) {
 	t.Helper()
-	manifest, err := json.Marshal(v1.Manifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: EndlessConfigSize, Digest: fakeDigest("config")},
-		Layers:        []v1.Descriptor{{MediaType: types.OCILayer, Size: 1 << 10, Digest: fakeDigest("layer")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	manifest := HugeConfigManifest(t)
 	digest := v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(manifest))}
 	r := &Registry{Insecure: true, transport: newTransport(nil)}
 	srv := httptest.NewServer(r.record(endlessConfig(manifest, digest)))
@@ -125,4 +118,38 @@ func streamZeros(w http.ResponseWriter, req *http.Request) {
 
 func fakeDigest(of string) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256([]byte(of)))}
+}
+
+// PushRaw writes manifest, a manifest or an index of mediaType, as it is to ref, whether the
+// blobs it names are there or not, and returns its digest.
+func (r *Registry) PushRaw(t testing.TB, ref string, mediaType types.MediaType, manifest []byte) v1.Hash {
+	t.Helper()
+	if err := remote.Put(r.parse(t, ref), rawManifest{mediaType, manifest}, r.remoteOptions()...); err != nil {
+		t.Fatalf("putting manifest %s: %v", ref, err)
+	}
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(manifest))}
+}
+
+type rawManifest struct {
+	mediaType types.MediaType
+	raw       []byte
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
+
+// HugeConfigManifest is an OCI manifest declaring a config of EndlessConfigSize bytes that no
+// registry holds.
+func HugeConfigManifest(t testing.TB) []byte {
+	t.Helper()
+	manifest, err := json.Marshal(v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Size: EndlessConfigSize, Digest: fakeDigest("config")},
+		Layers:        []v1.Descriptor{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return manifest
 }
