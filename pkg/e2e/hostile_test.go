@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
@@ -144,5 +148,29 @@ func TestRegistryTokensNeverShow(t *testing.T) {
 			t.Errorf("%s: stderr shows the registry's token %s:\n%s", bin, token, res.Stderr)
 		}
 		assertEchoed(t, bin, reg, http.StatusForbidden)
+	}
+}
+
+// TestHugeConfigInAnIndexHitsTheLimit: a get of a whole index (oci-layout) checks the config
+// of every platform's image, not only the running platform's.
+func TestHugeConfigInAnIndexHitsTheLimit(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	small := testharness.BusyboxImage(t)
+	smallDigest := reg.Push(t, reg.Ref("app:small"), small)
+	smallRaw, _ := small.RawManifest()
+	hugeRaw := testharness.HugeConfigManifest(t)
+	hugeDigest := reg.PushRaw(t, reg.Ref("app:huge"), types.OCIManifestSchema1, hugeRaw)
+	running := api.RunningPlatform()
+	index, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{
+		{MediaType: types.OCIManifestSchema1, Size: int64(len(smallRaw)), Digest: smallDigest, Platform: &v1.Platform{OS: running.OS, Architecture: running.Architecture}},
+		{MediaType: types.OCIManifestSchema1, Size: int64(len(hugeRaw)), Digest: hugeDigest, Platform: &v1.Platform{OS: "linux", Architecture: "other"}},
+	}})
+	digest := reg.PushRaw(t, reg.Ref("app:1"), types.OCIImageIndex, index)
+	res := testharness.Run(t, "in", map[string]any{"source": source(reg, "app"), "version": api.Version{Digest: digest.String(), Tag: "1"},
+		"params": map[string]any{"format": "oci-layout"}}, t.TempDir())
+	assertFailsInOneLine(t, "in", res, reg.Host)
+	want := "fetch " + reg.Ref("app:1") + ": image " + hugeDigest.String() + " of the index: config declares 8589934592 bytes, more than the limit of 32 MiB"
+	if !strings.Contains(res.Stderr, want) {
+		t.Errorf("stderr does not say %q:\n%s", want, res.Stderr)
 	}
 }

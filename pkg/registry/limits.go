@@ -73,3 +73,48 @@ func checkConfigSize(img v1.Image) error {
 	}
 	return nil
 }
+
+// CheckConfigs applies the config size limit to every image of a fetched index, nested indexes
+// included, for what reads them all (an oci-layout get); Get has checked the platform's image.
+func (f *Fetched) CheckConfigs() error {
+	if f.Index == nil {
+		return nil
+	}
+	return checkIndexConfigs(f.Index)
+}
+
+func checkIndexConfigs(idx v1.ImageIndex) error {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("read index: %w", describe(err))
+	}
+	for _, d := range m.Manifests {
+		var err error
+		switch {
+		case d.MediaType.IsIndex():
+			err = checkChildIndex(idx, d.Digest)
+		case d.MediaType.IsImage():
+			err = checkChildImage(idx, d.Digest)
+		}
+		if err != nil {
+			return fmt.Errorf("image %s of the index: %w", d.Digest, err)
+		}
+	}
+	return nil
+}
+
+func checkChildIndex(idx v1.ImageIndex, digest v1.Hash) error {
+	child, err := idx.ImageIndex(digest)
+	if err != nil {
+		return fmt.Errorf("read index: %w", describe(err))
+	}
+	return checkIndexConfigs(child)
+}
+
+func checkChildImage(idx v1.ImageIndex, digest v1.Hash) error {
+	img, err := idx.Image(digest)
+	if err != nil {
+		return fmt.Errorf("read image: %w", describe(err))
+	}
+	return checkConfigSize(img)
+}

@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/sirupsen/logrus"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
@@ -91,5 +94,42 @@ func TestConfigDeclaredLargerThanTheLimitFails(t *testing.T) {
 		if strings.Contains(r.Path, "/blobs/") {
 			t.Errorf("the config was requested: %s %s", r.Method, r.Path)
 		}
+	}
+}
+
+// hugeConfig is an image whose manifest declares a config of 8 GB.
+type hugeConfig struct{ v1.Image }
+
+func (h hugeConfig) Manifest() (*v1.Manifest, error) {
+	m, err := h.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Config.Size = 8 << 30
+	return m, nil
+}
+
+func TestCheckConfigsCoversEveryImageOfAnIndex(t *testing.T) {
+	small, _ := random.Image(64, 1)
+	other, _ := random.Image(64, 1)
+	huge := hugeConfig{other}
+	hugeDigest, _ := huge.Digest()
+	inner := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: huge})
+	for name, idx := range map[string]v1.ImageIndex{
+		"flat":   mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: small}, mutate.IndexAddendum{Add: huge}),
+		"nested": mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: small}, mutate.IndexAddendum{Add: inner}),
+	} {
+		err := (&Fetched{Image: small, Index: idx}).CheckConfigs()
+		if err == nil || !strings.Contains(err.Error(), "image "+hugeDigest.String()+" of the index: config declares 8589934592 bytes, more than the limit of 32 MiB") {
+			t.Errorf("%s: CheckConfigs: %v", name, err)
+		}
+	}
+	fine := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: small})
+	if err := (&Fetched{Image: small, Index: fine}).CheckConfigs(); err != nil {
+		t.Errorf("an index of small images: %v", err)
+	}
+	if err := (&Fetched{Image: small}).CheckConfigs(); err != nil {
+		t.Errorf("no index: %v", err)
 	}
 }

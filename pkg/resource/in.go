@@ -100,6 +100,9 @@ func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fe
 	case "oci-layout":
 		var item any = img
 		if fetched.Index != nil {
+			if err := fetched.CheckConfigs(); err != nil {
+				return fmt.Errorf("fetch %s: %w", ref, err)
+			}
 			item = fetched.Index // the whole index, every platform
 		}
 		if err := imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref); err != nil {
