@@ -16,7 +16,7 @@ import (
 // FROM image, a cache image): the source's credentials, TLS and insecure settings when it is on
 // the source's registry, additional_private_registries' credentials and insecure_registries
 // otherwise; Docker Hub repositories go through the mirror as the source's do.
-func NewFor(ctx context.Context, src api.Source, repository string, log logrus.FieldLogger) (*Client, error) {
+func NewFor(ctx context.Context, src api.Source, repository string, log logrus.FieldLogger, opts ...Option) (*Client, error) {
 	other := src
 	other.Repository = repository
 	srcRepo, srcErr := name.NewRepository(src.Repository)
@@ -34,7 +34,7 @@ func NewFor(ctx context.Context, src api.Source, repository string, log logrus.F
 			}
 		}
 	}
-	return New(ctx, other, log)
+	return New(ctx, other, log, opts...)
 }
 
 // Lookup fetches the manifest and config (no layer) of the image identifier names in the

@@ -33,24 +33,25 @@ type Client struct {
 }
 
 // New makes a client for the source's repository.
-func New(ctx context.Context, src api.Source, log logrus.FieldLogger) (*Client, error) {
+func New(ctx context.Context, src api.Source, log logrus.FieldLogger, opts ...Option) (*Client, error) {
+	set := newSettings(opts)
 	repo, insecure, err := Repository(src, src.Repository)
 	if err != nil {
 		return nil, err
 	}
 	sent := &atomic.Int64{}
-	opts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, sent)
+	remoteOpts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, set, sent)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{repo: repo, opts: opts, log: log, sent: sent}
+	c := &Client{repo: repo, opts: remoteOpts, log: log, sent: sent}
 	if m := src.RegistryMirror; m != nil && repo.RegistryStr() == name.DefaultRegistry {
 		mirrorRepo, err := name.NewRepository(m.Host+"/"+repo.RepositoryStr(), nameOptions(src, m.Host)...)
 		if err != nil {
 			return nil, fmt.Errorf("source.registry_mirror.host: %w", err)
 		}
 		c.mirror = &mirrorRepo
-		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, &atomic.Int64{}); err != nil {
+		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, set, &atomic.Int64{}); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +96,7 @@ func basic(username, password string) authn.Authenticator {
 }
 
 // options are the remote options for one registry; sent counts the blob bytes uploaded to it.
-func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, sent *atomic.Int64) ([]remote.Option, error) {
+func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, set settings, sent *atomic.Int64) ([]remote.Option, error) {
 	certs := make([]string, 0, len(src.CACerts))
 	for _, c := range src.CACerts {
 		certs = append(certs, c.Cert)
@@ -107,7 +108,7 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
-		remote.WithTransport(countUploads{next: rt, sent: sent}),
+		remote.WithTransport(hideCredentials{next: limitManifests{next: countUploads{next: rt, sent: sent}}, hide: set.hide}),
 		remote.WithUserAgent("buildah-image-resource"),
 		// The transport retries requests; go-containerregistry retries only what the transport
 		// could not: streamed blob uploads, sent again whole.
@@ -197,6 +198,9 @@ func (c *Client) Get(digest string, platform v1.Platform) (*Fetched, error) {
 	if f.Image, err = desc.Image(); err != nil {
 		return nil, fmt.Errorf("image for %s in %s@%s: %w", platform.String(), c.repo.Name(), digest, describe(err))
 	}
+	if err := checkConfigSize(f.Image); err != nil {
+		return nil, fmt.Errorf("fetch %s@%s: %w", c.repo.Name(), digest, err)
+	}
 	return f, nil
 }
 
@@ -215,10 +219,12 @@ func (c *Client) read(fn func(name.Repository, []remote.Option) error) error {
 // Push writes the image or index and then points every tag at it. Blobs the registry has are not
 // sent again (HEAD first, cross-repository mount for layers of the same registry); the manifest is
 // written by digest only after every blob is in, and tags only after that, so no tag ever names
-// an incomplete image.
+// an incomplete image. progress, when not nil, gets the upload's updates and is closed by the
+// time Push returns, whatever happened.
 func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Update) (v1.Hash, error) {
 	digest, err := digestOf(img)
 	if err != nil {
+		closeUpdates(progress)
 		return v1.Hash{}, err
 	}
 	opts := c.opts
@@ -232,6 +238,7 @@ func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Upd
 	case v1.Image:
 		err = remote.Write(byDigest, t, opts...)
 	default:
+		closeUpdates(progress)
 		err = fmt.Errorf("cannot push %T", img)
 	}
 	if err != nil {
@@ -243,6 +250,13 @@ func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Upd
 		}
 	}
 	return digest, nil
+}
+
+// closeUpdates closes a progress channel that no write got to close.
+func closeUpdates(progress chan<- v1.Update) {
+	if progress != nil {
+		close(progress)
+	}
 }
 
 func digestOf(t remote.Taggable) (v1.Hash, error) {
@@ -270,13 +284,39 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// describe shortens registry errors to their message, dropping response dumps.
+// maxRegistryText bounds the text of a registry's error response shown in a message.
+const maxRegistryText = 400
+
+// describe shortens a registry's error to its first diagnostic, or the start of its body.
 func describe(err error) error {
 	var terr *transport.Error
-	if errors.As(err, &terr) && len(terr.Errors) > 0 {
-		return fmt.Errorf("%s (HTTP %d)", terr.Errors[0].String(), terr.StatusCode)
+	if !errors.As(err, &terr) {
+		return err
 	}
-	return err
+	if len(terr.Errors) > 0 {
+		return &shortError{msg: fmt.Sprintf("%s (HTTP %d)", shorten(terr.Errors[0].String()), terr.StatusCode), err: err}
+	}
+	return &shortError{msg: shorten(err.Error()), err: err}
+}
+
+// shortError is a registry's error, shortened; it wraps the whole one.
+type shortError struct {
+	msg string
+	err error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.err }
+
+// shorten puts s on one line and keeps its first words up to maxRegistryText bytes. It cuts
+// between words so that no secret is cut short: a secret's start could not be masked.
+func shorten(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= maxRegistryText {
+		return s
+	}
+	cut := strings.LastIndexByte(s[:maxRegistryText+1], ' ')
+	return strings.TrimSpace(s[:max(cut, 0)]) + " [...]"
 }
 
 // MountFrom marks the layers of img named in sources (layer digest -> the reference of an image

@@ -216,7 +216,7 @@ func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Im
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
 	}
-	client, err := registry.NewFor(ctx, src, r.Context().Name(), env.Log)
+	client, err := registry.NewFor(ctx, src, r.Context().Name(), env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 // semver modes every matching tag, oldest first, starting at the requested version when it is still there.
 func Check(ctx context.Context, env Env) (any, error) {
 	req, err := api.DecodeCheck(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}
@@ -21,7 +22,7 @@ func Check(ctx context.Context, env Env) (any, error) {
 	for _, note := range req.Notes {
 		env.Log.Info(note)
 	}
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}

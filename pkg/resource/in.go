@@ -26,6 +26,7 @@ func In(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	req, err := api.DecodeIn(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +43,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	if params.Platform != nil {
 		platform = *params.Platform
 	}
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +103,9 @@ func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fe
 	case "oci-layout":
 		var item any = img
 		if fetched.Index != nil {
+			if err := fetched.CheckConfigs(); err != nil {
+				return fmt.Errorf("fetch %s: %w", ref, err)
+			}
 			item = fetched.Index // the whole index, every platform
 		}
 		if err := imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref); err != nil {

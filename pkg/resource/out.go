@@ -27,6 +27,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	req, err := api.DecodeOut(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +36,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	for _, note := range req.Notes {
 		env.Log.Info(note)
 	}
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +72,10 @@ func Out(ctx context.Context, env Env) (any, error) {
 	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
 	go func() { meter.Updates(updates); close(consumed) }()
 	digest, err := client.Push(img, tagList, updates)
+	<-consumed // Push closes updates: the meter's last line comes before any error's
 	if err != nil {
 		return nil, err
 	}
-	<-consumed // the image write closes updates when it ends
 	size, err := imageSize(img)
 	if err != nil {
 		return nil, err

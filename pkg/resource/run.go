@@ -14,15 +14,32 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/redact"
+	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
 // Env is what a command gets from its process.
 type Env struct {
 	Args   []string // argv; Args[1] is the work directory for in and out
 	Stdin  io.Reader
-	Stderr io.Writer
+	Stderr io.Writer // the public build log: Log, the libraries' logs and build output
 	Log    *logrus.Logger
 	Getenv func(string) string
+	// Redactor masks secrets in everything written to Stderr; nil masks nothing.
+	Redactor *redact.Writer
+}
+
+// hide masks secrets in every line printed from now on.
+func (e Env) hide(secrets []string) {
+	if e.Redactor != nil {
+		e.Redactor.Add(secrets...)
+	}
+}
+
+// hideSent has a registry client hide every credential it sends, tokens included.
+func (e Env) hideSent() registry.Option {
+	return registry.HideWith(func(secrets ...string) { e.hide(secrets) })
 }
 
 // Dir is the work directory Concourse passes as the first argument.
@@ -41,17 +58,20 @@ func (e Env) Dir() (string, error) {
 type Command func(ctx context.Context, env Env) (any, error)
 
 // Main runs cmd as a process: the request on stdin, the response as JSON on stdout, logs and a
-// one-line error on stderr. It returns the exit code.
+// one-line error on stderr, every line of it through a redactor the command gives the source's
+// secrets to. It returns the exit code.
 func Main(cmd Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log := NewLogger(os.Stderr)
+	stderr := redact.New(os.Stderr)
+	defer stderr.Close() // the last unfinished line
+	log := NewLogger(stderr)
 	// Libraries (buildah, containers/*) log through logrus's standard logger: the process's one,
 	// so it is set up here, once: our format, warnings and errors only unless debugging.
-	logrus.SetOutput(os.Stderr)
+	logrus.SetOutput(stderr)
 	logrus.SetFormatter(lineFormatter{})
 	logrus.SetLevel(logrus.WarnLevel)
-	env := Env{Args: os.Args, Stdin: os.Stdin, Stderr: os.Stderr, Log: log, Getenv: os.Getenv}
+	env := Env{Args: os.Args, Stdin: os.Stdin, Stderr: stderr, Log: log, Getenv: os.Getenv, Redactor: stderr}
 	response, err := cmd(ctx, env)
 	if err != nil {
 		log.Error(oneLine(err.Error()))

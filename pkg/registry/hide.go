@@ -1,0 +1,41 @@
+package registry
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Option tunes a Client.
+type Option func(*settings)
+
+type settings struct {
+	hide func(secrets ...string)
+}
+
+// HideWith has the client tell hide every credential it sends, before it is sent: the source's
+// Basic credentials and the bearer tokens the registry's token server hands out, which a
+// registry may echo in an error.
+func HideWith(hide func(secrets ...string)) Option {
+	return func(s *settings) { s.hide = hide }
+}
+
+func newSettings(opts []Option) settings {
+	s := settings{hide: func(...string) {}}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+// hideCredentials passes the credential of every request's Authorization header to hide.
+type hideCredentials struct {
+	next http.RoundTripper
+	hide func(secrets ...string)
+}
+
+func (h hideCredentials) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, credential, ok := strings.Cut(req.Header.Get("Authorization"), " "); ok {
+		h.hide(strings.TrimSpace(credential))
+	}
+	return h.next.RoundTrip(req)
+}
