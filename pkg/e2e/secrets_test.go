@@ -29,7 +29,8 @@ func TestSecretsNeverShow(t *testing.T) {
 	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), nil)
 	writeFile(t, filepath.Join(work, "secret.txt"), secrets[4])
 	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+reg.Ref("library/busybox:1.36")+"\n"+
-		"RUN --mount=type=secret,id=a --mount=type=secret,id=b cat /run/secrets/a /run/secrets/b | wc -c > /secret-bytes\n")
+		"RUN --mount=type=secret,id=a --mount=type=secret,id=b cat /run/secrets/a /run/secrets/b | wc -c > /secret-bytes\n"+
+		"RUN --mount=type=secret,id=a --mount=type=secret,id=b echo \"printed: $(cat /run/secrets/a) $(cat /run/secrets/b)\"\n")
 
 	var outputs []testharness.Result
 	run := func(bin string, request any, dir string) testharness.Result {
@@ -49,6 +50,9 @@ func TestSecretsNeverShow(t *testing.T) {
 	}}, work).JSON(t, &resp)
 	run("in", map[string]any{"source": src, "version": resp.Version, "params": map[string]any{"save": true}}, t.TempDir())
 
+	if !strings.Contains(outputs[1].Stderr, "printed: *** ***") {
+		t.Error("a RUN printing the build secrets does not show them masked")
+	}
 	img := reg.Image(t, reg.Ref("app@"+resp.Version.Digest))
 	if got := strings.TrimSpace(imageFiles(t, img)["secret-bytes"]); got != "33" {
 		t.Fatalf("the build saw %s secret bytes, want 33: the secrets were not mounted", got)

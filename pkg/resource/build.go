@@ -105,7 +105,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	out.onClose(func() { os.RemoveAll(workDir) })
 	opts.WorkDir, opts.TempDir = workDir, filepath.Join(workDir, "tmp")
 	opts.VolumeDir = dir // the storage goes there when workDir is on overlayfs (a Concourse container's /)
-	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env.Getenv); err != nil {
+	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env); err != nil {
 		return nil, err
 	}
 	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
@@ -395,14 +395,16 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 
 // writeSecrets gives each build secret a file, written 0600 into the private work dir: an env
 // secret's value, or a copy of the source file read through the volume (at most volume.MaxSecret),
-// so buildah never follows a path of the work dir.
-func writeSecrets(dir, workDir string, secrets map[string]api.Secret, getenv func(string) string) (map[string]string, error) {
+// so buildah never follows a path of the work dir. Each value is masked in the log from then on
+// (line by line: a RUN that prints a key file shows none of its lines).
+func writeSecrets(dir, workDir string, secrets map[string]api.Secret, env Env) (map[string]string, error) {
 	out := map[string]string{}
 	for id, s := range secrets {
-		value, err := secretValue(volume.New(dir), id, s, getenv)
+		value, err := secretValue(volume.New(dir), id, s, env.Getenv)
 		if err != nil {
 			return nil, err
 		}
+		env.hide(secretLines(value))
 		secretDir := filepath.Join(workDir, "secrets")
 		if err := os.MkdirAll(secretDir, 0o700); err != nil {
 			return nil, err
@@ -414,6 +416,18 @@ func writeSecrets(dir, workDir string, secrets map[string]api.Secret, getenv fun
 		out[id] = path
 	}
 	return out, nil
+}
+
+// secretLines are the lines of a secret worth masking: the whole value and each line, trimmed,
+// of four bytes or more (shorter ones would mask common words).
+func secretLines(value []byte) []string {
+	lines := []string{strings.TrimSpace(string(value))}
+	for _, line := range strings.Split(string(value), "\n") {
+		if line = strings.TrimSpace(line); len(line) >= 4 {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }
 
 // secretValue is a secret's content, from its source file or its environment variable.
