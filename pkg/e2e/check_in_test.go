@@ -162,3 +162,29 @@ func assertSkopeoDigest(t *testing.T, ref string, want v1.Hash) {
 		t.Fatalf("skopeo inspect %s: %s %v, want %s", ref, out, err, want)
 	}
 }
+
+// TestCheckPingsOnce: check with tag_regex resolves every matching tag through one connection
+// set-up: one /v2/ ping for the run, not one per tag.
+func TestCheckPingsOnce(t *testing.T) {
+	for name, reg := range registries(t) {
+		t.Run(name, func(t *testing.T) {
+			img := testharness.BusyboxImage(t)
+			for _, tag := range []string{"1.0.0", "1.1.0", "1.2.0", "2.0.0"} {
+				reg.Push(t, reg.Ref("pinged:"+tag), img)
+			}
+			reg.ResetRequests()
+			if versions := check(t, source(reg, "pinged", "tag_regex", `1\..*`), nil); len(versions) != 3 {
+				t.Fatalf("%d versions, want 3", len(versions))
+			}
+			pings := 0
+			for _, r := range reg.Requests() {
+				if r.Path == "/v2/" {
+					pings++
+				}
+			}
+			if pings != 1 {
+				t.Fatalf("%d /v2/ pings for one check, want 1", pings)
+			}
+		})
+	}
+}

@@ -119,7 +119,13 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 	if src.MaxConcurrentUploads > 0 {
 		opts = append(opts, remote.WithJobs(src.MaxConcurrentUploads))
 	}
-	return opts, nil
+	// One puller for every read of this client: the registry is pinged and the token fetched
+	// once per run, not once per tag or manifest.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, remote.Reuse(puller)), nil
 }
 
 // Uploaded is the number of blob bytes this client has sent: what the registry did not have.

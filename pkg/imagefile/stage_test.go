@@ -1,0 +1,126 @@
+package imagefile_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// gate counts the layers being read at once; each read waits until want are open together (or
+// a generous deadline passes, so a failure never hangs), which proves they were fetched in parallel.
+type gate struct {
+	mu         sync.Mutex
+	open, most int
+	want       int
+	all        chan struct{}
+	once       sync.Once
+}
+
+func (g *gate) enter() {
+	g.mu.Lock()
+	g.open++
+	g.most = max(g.most, g.open)
+	if g.open == g.want {
+		g.once.Do(func() { close(g.all) })
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func (g *gate) leave() { g.mu.Lock(); g.open--; g.mu.Unlock() }
+
+type gatedImage struct {
+	v1.Image
+	gate *gate
+}
+
+func (i gatedImage) Layers() ([]v1.Layer, error) {
+	layers, err := i.Image.Layers()
+	for n, l := range layers {
+		layers[n] = gatedLayer{Layer: l, gate: i.gate}
+	}
+	return layers, err
+}
+
+type gatedLayer struct {
+	v1.Layer
+	gate *gate
+}
+
+func (l gatedLayer) Compressed() (io.ReadCloser, error) {
+	l.gate.enter()
+	rc, err := l.Layer.Compressed()
+	return readCloser{rc, l.gate.leave}, err
+}
+
+type readCloser struct {
+	io.ReadCloser
+	done func()
+}
+
+func (r readCloser) Close() error { r.done(); return r.ReadCloser.Close() }
+
+func TestStageFetchesLayersInParallelWithinTheBound(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 6, 64<<10)
+	g := &gate{want: 3, all: make(chan struct{})}
+	parent := t.TempDir()
+	staged, err := imagefile.Stage(gatedImage{Image: img, gate: g}, parent, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.most != 3 {
+		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.most)
+	}
+	assertSameImage(t, img, staged.Image)
+	if err := staged.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Fatalf("Close left %v", entries)
+	}
+}
+
+type flippedLayer struct{ v1.Layer }
+
+func (l flippedLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	data[len(data)/2] ^= 1
+	return io.NopCloser(bytes.NewReader(data)), err
+}
+
+type flippedImage struct{ v1.Image }
+
+func (i flippedImage) Layers() ([]v1.Layer, error) {
+	layers, err := i.Image.Layers()
+	layers[len(layers)-1] = flippedLayer{layers[len(layers)-1]}
+	return layers, err
+}
+
+func TestStageRefusesWrongBytesAndLeavesNothing(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 3, 16<<10)
+	parent := t.TempDir()
+	_, err := imagefile.Stage(flippedImage{img}, parent, 2)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Fatalf("a failed stage left %v", entries)
+	}
+}
