@@ -32,7 +32,7 @@ func (s *Staged) Blobs() string { return filepath.Join(s.dir, "blobs") }
 
 // Stage fetches the config and every layer of img into a new directory in parent, at most jobs
 // layers at a time (DefaultJobs when jobs < 1), each written to a temporary name and renamed only
-// once its bytes matched the manifest's digest and size. The returned image has img's manifest
+// once its bytes matched the manifest's digest and size; the config is fetched alongside. The returned image has img's manifest
 // and reads its blobs from the staged files. On failure nothing is left behind.
 func Stage(img v1.Image, parent string, jobs int) (staged *Staged, err error) {
 	dir, err := os.MkdirTemp(parent, ".blobs-*")
@@ -57,18 +57,11 @@ func Stage(img v1.Image, parent string, jobs int) (staged *Staged, err error) {
 		return nil, err
 	}
 	store := dirBlobs(dir)
-	config, err := img.RawConfigFile()
+	layers, err := manifestLayers(img, manifest)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	if err := stageBlob(store, manifest.Config, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(config)), nil }); err != nil {
 		return nil, err
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, fmt.Errorf("list layers: %w", err)
-	}
-	if err := stageLayers(store, manifest.Layers, layers, jobs); err != nil {
+	if err := stageBlobs(store, manifest, img.RawConfigFile, layers, jobs); err != nil {
 		return nil, err
 	}
 	local, err := partial.CompressedToImage(&storedImage{store: store, raw: raw, mediaType: mt, manifest: manifest})
@@ -78,20 +71,43 @@ func Stage(img v1.Image, parent string, jobs int) (staged *Staged, err error) {
 	return &Staged{Image: local, dir: dir}, nil
 }
 
-// stageLayers fetches the layers in parallel, jobs at a time; the first failure stops the rest.
-func stageLayers(store dirBlobs, descs []v1.Descriptor, layers []v1.Layer, jobs int) error {
-	if len(descs) != len(layers) {
-		return fmt.Errorf("the manifest lists %d layers, the image has %d", len(descs), len(layers))
+// manifestLayers are the layers the manifest names, opened by digest: their fetch can start
+// before the config is read (go-containerregistry's Layers reads the config first).
+func manifestLayers(img v1.Image, manifest *v1.Manifest) ([]v1.Layer, error) {
+	layers := make([]v1.Layer, len(manifest.Layers))
+	for i, desc := range manifest.Layers {
+		l, err := img.LayerByDigest(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
+		layers[i] = l
 	}
+	return layers, nil
+}
+
+// stageBlobs fetches the config and, alongside it, the layers, jobs at a time; the first
+// failure stops the layers not started yet.
+func stageBlobs(store dirBlobs, manifest *v1.Manifest, config func() ([]byte, error), layers []v1.Layer, jobs int) error {
+	configDone := make(chan error, 1)
+	go func() {
+		configDone <- stageBlob(store, manifest.Config, func() (io.ReadCloser, error) {
+			data, err := config()
+			return io.NopCloser(bytes.NewReader(data)), err
+		})
+	}()
+	var g errgroup.Group
 	if jobs < 1 {
 		jobs = DefaultJobs
 	}
-	var g errgroup.Group
 	g.SetLimit(jobs)
-	for i, desc := range descs {
+	for i, desc := range manifest.Layers {
 		g.Go(func() error { return stageBlob(store, desc, layers[i].Compressed) })
 	}
-	return g.Wait()
+	layersErr := g.Wait()
+	if err := <-configDone; err != nil {
+		return err
+	}
+	return layersErr
 }
 
 // stageBlob writes one blob to blobs/<algorithm>/<hex> of store when it is not there yet.

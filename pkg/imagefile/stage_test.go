@@ -54,6 +54,11 @@ func (i gatedImage) Layers() ([]v1.Layer, error) {
 	return layers, err
 }
 
+func (i gatedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	return gatedLayer{Layer: l, gate: i.gate}, err
+}
+
 type gatedLayer struct {
 	v1.Layer
 	gate *gate
@@ -106,6 +111,11 @@ func (l flippedLayer) Compressed() (io.ReadCloser, error) {
 }
 
 type flippedImage struct{ v1.Image }
+
+func (i flippedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	return flippedLayer{l}, err
+}
 
 func (i flippedImage) Layers() ([]v1.Layer, error) {
 	layers, err := i.Image.Layers()
