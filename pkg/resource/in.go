@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -16,9 +20,10 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
-// In saves the version's image into the work directory, fetched by digest: image.tar (format oci),
-// oci/ (oci-layout) or rootfs/ (rootfs), plus docker-image-resource's image (save) and rootfs/
-// (rootfs: true), and always the files repository, tag, digest, image-id and labels.json.
+// In saves the version's image into the work directory, fetched by digest: image.tar (format oci,
+// the default), oci/ (oci-layout) or rootfs/ (rootfs), and docker-image-resource's image (save)
+// and rootfs.tar with rootfs/ (rootfs: true); then metadata.json and docker_inspect.json; and always the
+// files repository, tag, digest, image-id and labels.json.
 // Each layer is downloaded once: later files are made from the first one written.
 func In(ctx context.Context, env Env) (any, error) {
 	dir, err := env.Dir()
@@ -61,28 +66,90 @@ func In(ctx context.Context, env Env) (any, error) {
 	}
 	if !params.SkipDownload {
 		env.Log.Infof("fetching %s@%s (%s, %d MB)", client.Name(), req.Version.Digest, platform, size>>20)
-		if err := saveImage(dir, params, ref, fetched, env); err != nil {
+		if err := saveImage(dir, params, ref, req.Version.Digest, fetched, env); err != nil {
 			return nil, err
 		}
 	}
-	return api.Response{Version: req.Version, Metadata: []api.MetadataField{
+	extra, err := matchingMetadata(img, src)
+	if err != nil {
+		return nil, err
+	}
+	return api.Response{Version: req.Version, Metadata: append([]api.MetadataField{
 		{Name: "repository", Value: client.Name()},
 		{Name: "tag", Value: tag},
 		{Name: "digest", Value: req.Version.Digest},
 		{Name: "platform", Value: platform.String()},
 		{Name: "size", Value: strconv.FormatInt(size, 10)},
-	}}, nil
+	}, extra...)}, nil
 }
 
-// saveImage writes the files the params ask for. The first archive is fetched from the registry;
-// the rest are made from it.
-func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fetched, env Env) error {
+// matchingMetadata are the image's labels whose key matches source.label_regex, then its
+// manifest annotations matching source.annotation_regex, each sorted by key
+// (registry-image-resource's get metadata).
+func matchingMetadata(img v1.Image, src api.Source) ([]api.MetadataField, error) {
+	var out []api.MetadataField
+	if src.LabelRegex != "" {
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("read image config: %w", err)
+		}
+		out = append(out, matching(src.LabelRegex, cfg.Config.Labels)...)
+	}
+	if src.AnnotationRegex != "" {
+		m, err := img.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("read manifest: %w", err)
+		}
+		out = append(out, matching(src.AnnotationRegex, m.Annotations)...)
+	}
+	return out, nil
+}
+
+// matching are the entries whose key matches expr (validated when the request was read), by key.
+func matching(expr string, values map[string]string) []api.MetadataField {
+	re := regexp.MustCompile(expr)
+	var out []api.MetadataField
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if re.MatchString(k) {
+			out = append(out, api.MetadataField{Name: k, Value: values[k]})
+		}
+	}
+	return out
+}
+
+// outputs are the files a get writes. An explicit format is written as asked. Without one,
+// docker-image-resource's save and rootfs say what is written, as there (image; rootfs.tar and
+// rootfs/); with neither, format oci.
+type outputs struct {
+	ociArchive, ociLayout, rootfsDir bool // image.tar, oci/, rootfs/
+	dockerArchive, rootfsTar         bool // image, rootfs.tar
+}
+
+func wanted(p api.InParams) outputs {
+	format := p.Format
+	if format == "" && !p.Save && !p.Rootfs {
+		format = "oci"
+	}
+	return outputs{
+		ociArchive: format == "oci", ociLayout: format == "oci-layout", rootfsDir: format == "rootfs" || p.Rootfs,
+		dockerArchive: p.Save, rootfsTar: p.Rootfs,
+	}
+}
+
+// saveImage writes the files the params ask for, then metadata.json and docker_inspect.json.
+// The first archive is fetched from the registry; the files after it are made from it.
+func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, env Env) error {
 	img, meter, err := progress.Image(fetched.Image, env.Log, "downloaded")
 	if err != nil {
 		return err
 	}
+	remote := true
 	local := func(path string) error {
+		if !remote {
+			return nil
+		}
 		meter.Done()
+		remote = false
 		a, err := imagefile.Open(path, v1.Platform{})
 		if err != nil {
 			return err
@@ -90,8 +157,8 @@ func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fe
 		img = a.Image // the files below are made from the local copy
 		return nil
 	}
-	switch params.Format {
-	case "", "oci":
+	out := wanted(params)
+	if out.ociArchive {
 		path := filepath.Join(dir, "image.tar")
 		if err := imagefile.WriteOCIArchive(path, img, ref); err != nil {
 			return err
@@ -99,16 +166,13 @@ func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fe
 		if err := local(path); err != nil {
 			return err
 		}
-	case "oci-layout":
-		var item any = img
-		if fetched.Index != nil {
-			item = fetched.Index // the whole index, every platform
-		}
-		if err := imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref); err != nil {
+	}
+	if out.ociLayout {
+		if err := writeLayout(dir, img, fetched, ref); err != nil {
 			return err
 		}
 	}
-	if params.Save {
+	if out.dockerArchive {
 		path := filepath.Join(dir, "image")
 		if err := imagefile.WriteDockerArchive(path, img, ref); err != nil {
 			return err
@@ -117,10 +181,38 @@ func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fe
 			return err
 		}
 	}
-	if params.Format == "rootfs" || params.Rootfs {
-		if err := imagefile.WriteRootfs(dir, img); err != nil {
-			return err
-		}
+	if err := writeFilesystems(dir, img, out); err != nil {
+		return err
+	}
+	if remote {
+		meter.Done()
+	}
+	if err := imagefile.WriteMetadata(dir, img); err != nil {
+		return err
+	}
+	return imagefile.WriteInspect(dir, img, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
+}
+
+// writeLayout writes oci/: the whole index when the version is one, every platform.
+func writeLayout(dir string, img v1.Image, fetched *registry.Fetched, ref string) error {
+	var item any = img
+	if fetched.Index != nil {
+		item = fetched.Index
+	}
+	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref)
+}
+
+// writeFilesystems writes rootfs/ (format: rootfs, rootfs: true) and then rootfs.tar from it
+// (rootfs: true).
+func writeFilesystems(dir string, img v1.Image, out outputs) error {
+	if !out.rootfsDir {
+		return nil
+	}
+	if err := imagefile.WriteRootfs(dir, img); err != nil {
+		return err
+	}
+	if out.rootfsTar {
+		return imagefile.WriteRootfsTar(dir)
 	}
 	return nil
 }
