@@ -70,12 +70,12 @@ func parseJSON(data []byte) (map[string]string, error) {
 		err = fmt.Errorf("data after the object at byte %d", dec.InputOffset())
 	}
 	if err != nil {
-		const msg = "expected a JSON object"
+		msg := "expected a JSON object"
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
-			return nil, &Error{Msg: fmt.Sprintf("%s: not valid JSON at byte %d", msg, syntax.Offset)}
+			msg = fmt.Sprintf("%s: not valid JSON at byte %d", msg, syntax.Offset)
 		}
-		return nil, &Error{Msg: msg}
+		return nil, &Error{Msg: msg, Detailed: msg} // nothing of the file quoted
 	}
 	return stringValues(raw)
 }
