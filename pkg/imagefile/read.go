@@ -41,7 +41,11 @@ type Archive struct {
 	Name   string   // the reference it was saved under ("registry/repo:tag"), "" when unknown
 	Digest v1.Hash  // manifest digest of Image
 	Image  v1.Image // the image for the requested platform; layers read lazily, as stored
-	close  func() error
+	// GetDigest is the digest file of the get directory the image was found in: the digest the
+	// registry serves it under, which Digest is not when the archive was re-encoded (a docker
+	// archive) or holds one platform of an index. "" when there is no such file.
+	GetDigest string
+	close     func() error
 }
 
 // Close releases the open file behind the archive.
@@ -75,6 +79,7 @@ func Open(path string, platform v1.Platform) (*Archive, error) {
 		if saved := savedName(path); saved != "" {
 			a.Name = saved
 		}
+		a.GetDigest = savedDigest(path)
 	}
 	return a, nil
 }
@@ -146,6 +151,27 @@ func savedName(dir string) string {
 		ref += ":" + t
 	}
 	return ref
+}
+
+// savedDigest is the digest file of a get directory when it holds a sha256 digest, else "".
+func savedDigest(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "digest"))
+	if err != nil {
+		return ""
+	}
+	h, err := v1.NewHash(strings.TrimSpace(string(data)))
+	if err != nil || h.Algorithm != "sha256" {
+		return ""
+	}
+	return h.String()
+}
+
+// RegistryDigest is the digest to name the image by: the get's digest when known, else Digest.
+func (a *Archive) RegistryDigest() string {
+	if a.GetDigest != "" {
+		return a.GetDigest
+	}
+	return a.Digest.String()
 }
 
 func openDockerArchive(path, ref string) (*Archive, error) {

@@ -361,7 +361,7 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	}
 	described := make([]dockerfile.Base, len(archives))
 	for i, a := range archives {
-		described[i] = dockerfile.Base{Name: a.Name, Digest: a.Digest.String()}
+		described[i] = dockerfile.Base{Name: a.Name, Digest: a.RegistryDigest()}
 	}
 	mapping := dockerfile.MapBases(refs, described)
 	for _, w := range mapping.Warnings {
@@ -387,7 +387,7 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	}
 	bases := make([]build.Base, len(archives))
 	for i, a := range archives {
-		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.Digest.String(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
+		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.RegistryDigest(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
 	}
 	return bases, nil
 }
