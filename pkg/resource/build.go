@@ -107,6 +107,9 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env.Getenv); err != nil {
 		return nil, err
 	}
+	if opts.CACertsDir, err = writeCACerts(workDir, req.Source.CACerts); err != nil {
+		return nil, err
+	}
 	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
 	if err != nil {
 		return nil, err
@@ -390,6 +393,24 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.RegistryDigest(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
 	}
 	return bases, nil
+}
+
+// writeCACerts writes the source's CA certificates into workDir/certs as *.crt for the build's
+// pulls (FROM, cache), as docker-image-resource installed them for docker build; "" when none.
+func writeCACerts(workDir string, certs []api.CACert) (string, error) {
+	if len(certs) == 0 {
+		return "", nil
+	}
+	dir := filepath.Join(workDir, "certs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("source.ca_certs: %w", err)
+	}
+	for i, c := range certs {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ca-%d.crt", i)), []byte(c.Cert), 0o600); err != nil {
+			return "", fmt.Errorf("source.ca_certs[%d]: %w", i, err)
+		}
+	}
+	return dir, nil
 }
 
 // writeSecrets gives each build secret a file, written 0600 into the private work dir: an env
