@@ -912,3 +912,33 @@ func TestPeersTLSAndAuth(t *testing.T) {
 		}
 	})
 }
+
+// TestPeersMirror: docker-image-resource's and registry-image-resource's registry_mirror: a
+// Docker Hub repository (implied library/ namespace included) is read through the mirror; a
+// repository naming its registry never touches the mirror.
+func TestPeersMirror(t *testing.T) {
+	mirror := testharness.StartInProcess(t)
+	img := labelled(t, "mirrored")
+	digest := mirror.Push(t, mirror.Ref("library/fake-image:latest"), img)
+	for name, mirrorField := range map[string]any{
+		"docker-image: registry_mirror as a URL":    "http://" + mirror.Host,
+		"registry-image: registry_mirror as {host}": map[string]any{"host": mirror.Host},
+	} {
+		t.Run(name+": a Docker Hub repository is read through the mirror", func(t *testing.T) {
+			src := map[string]any{"repository": "fake-image", "registry_mirror": mirrorField, "insecure_registries": []string{mirror.Host}}
+			if got := check(t, src, nil); len(got) != 1 || got[0].Digest != digest.String() {
+				t.Fatalf("check = %v, want %s", got, digest)
+			}
+			dir, _ := get(t, src, api.Version{Tag: "latest", Digest: digest.String()}, map[string]any{"format": "oci"})
+			assertSkopeoDigest(t, "oci-archive:"+filepath.Join(dir, "image.tar"), digest)
+		})
+	}
+	t.Run("docker-image: a repository naming its registry ignores the mirror", func(t *testing.T) {
+		reg := testharness.StartInProcess(t)
+		own := reg.Push(t, reg.Ref("some/fake-image:latest"), img)
+		src := source(reg, "some/fake-image", "registry_mirror", "https://thisregistrydoesnotexist.nothing")
+		if got := check(t, src, nil); len(got) != 1 || got[0].Digest != own.String() {
+			t.Fatalf("check = %v, want %s", got, own)
+		}
+	})
+}
