@@ -26,8 +26,8 @@ import (
 
 // checkCase: tags are pushed in order, "tag=image" sharing an image with the other tags naming it;
 // a tag pushed twice keeps its first digest as "tag#1". cursor names the requested version
-// ("tag", "tag#1", "tag!" for its digest without the tag, "bogus" for a digest the repository
-// never had); want the versions reported, as tags.
+// ("tag", "tag#1", "tag!" for its digest without the tag, "bogus" for latest with a digest the
+// repository never had, "tag@bogus" for the tag with such a digest); want the versions reported.
 type checkCase struct {
 	name    string
 	tags    []string
@@ -70,6 +70,12 @@ var checkCases = []checkCase{
 		want: []string{"1.0.0", "1.2.1", "2.0.0"}},
 	{name: "registry-image: semver tag ordering with cursor", tags: []string{"1.0.0", "1.2.1", "2.0.0"}, source: []any{"semver_constraint", "*"},
 		cursor: "1.2.1", want: []string{"1.2.1", "2.0.0"}},
+	{name: "registry-image: semver tag ordering with a cursor of another digest", tags: []string{"1.0.0", "1.2.1", "2.0.0"},
+		source: []any{"semver_constraint", "*"}, cursor: "1.2.1@bogus", want: []string{"1.2.1", "2.0.0"},
+		differs: "the cursor is found by its tag; registry-image-resource starts over from the oldest when the tag's digest moved"},
+	{name: "registry-image: tag_regex matches anywhere in the tag", tags: []string{"3bd8a5e-dev", "release"},
+		source: []any{"tag_regex", "dev"}, want: []string{},
+		differs: "tag_regex must match the whole tag (write .*dev.*); registry-image-resource's matches anywhere"},
 	{name: "registry-image: semver constraint (a v prefix counts)", tags: []string{"1.0.0", "1.2.1", "1.2.2", "v1.2.3", "2.0.0", "latest"},
 		source: []any{"semver_constraint", "1.2.x"}, want: []string{"1.2.1", "1.2.2", "v1.2.3"}},
 	{name: "registry-image: prereleases ignored by default", tags: []string{"1.0.0-alpha.1", "1.0.0", "1.2.1-beta.1", "1.2.1", "2.0.0-rc.1", "2.0.0"},
@@ -146,6 +152,8 @@ func cursorVersion(cursor string, digests map[string]string) api.Version {
 	switch {
 	case cursor == "bogus":
 		return api.Version{Tag: "latest", Digest: "sha256:" + strings.Repeat("0", 64)}
+	case strings.HasSuffix(cursor, "@bogus"):
+		return api.Version{Tag: strings.TrimSuffix(cursor, "@bogus"), Digest: "sha256:" + strings.Repeat("0", 64)}
 	case strings.HasSuffix(cursor, "!"):
 		return api.Version{Digest: digests[strings.TrimSuffix(cursor, "!")]}
 	default:
