@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,6 +182,7 @@ type gotImage struct {
 	ref    string // repository:tag
 	digest v1.Hash
 	img    v1.Image
+	reg    *testharness.Registry
 }
 
 func (g gotImage) file(t *testing.T, name string) string {
@@ -343,9 +345,15 @@ var getCases = []getCase{
 		}},
 	{name: "registry-image: format oci-layout of an index saves oci/ with the whole index",
 		image: "multi:latest", params: map[string]any{"format": "oci-layout"},
-		differs: "oci/index.json lists the index (named by the ref annotation), so its own hash is not the version's digest; the put of oci/ pushes the same digest",
+		differs: "oci/index.json lists the index (named by the ref annotation), so its own hash is not the version's digest; a put of oci/ pushes the running platform's image, not the whole index",
 		check: func(t *testing.T, g gotImage) {
 			g.only(t, []string{"oci/oci-layout", "oci/index.json", "oci/blobs/sha256/" + g.digest.Hex}, "oci/single-image-digest")
+			// registry-image-resource's put of oci/ pushes the whole index again; ours pushes the
+			// running platform's image of it.
+			want := runningPlatformChild(t, testharness.TwoPlatformIndex(t))
+			if resp := put(t, g.dir, source(g.reg, "mirrored"), map[string]any{"image": "oci"}); resp.Version.Digest != want {
+				t.Errorf("a put of oci/ pushed %s, want the running platform's image %s", resp.Version.Digest, want)
+			}
 		}},
 	{name: "registry-image: the digest, tag and repository files hold exactly the version's",
 		image: "metadata:tagged", params: map[string]any{"skip_download": true},
@@ -399,7 +407,7 @@ func TestPeersGet(t *testing.T) {
 				"source":  source(reg, repo, append([]any{"tag", tag}, c.source...)...),
 				"version": api.Version{Tag: tag, Digest: digests[c.image].String()}, "params": c.params,
 			}, dir)
-			g := gotImage{dir: dir, stderr: res.Stderr, ref: reg.Ref(c.image), digest: digests[c.image], img: images[c.image]}
+			g := gotImage{dir: dir, stderr: res.Stderr, ref: reg.Ref(c.image), digest: digests[c.image], img: images[c.image], reg: reg}
 			res.JSON(t, &g.resp)
 			c.check(t, g)
 		})
@@ -541,6 +549,22 @@ func TestPeersPut(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runningPlatformChild is the digest of the index's image for the running platform.
+func runningPlatformChild(t *testing.T, idx v1.ImageIndex) string {
+	t.Helper()
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range m.Manifests {
+		if d.Platform != nil && d.Platform.Architecture == runtime.GOARCH {
+			return d.Digest.String()
+		}
+	}
+	t.Fatalf("no %s image in the index", runtime.GOARCH)
+	return ""
 }
 
 func imageFile(c putCase) string {
