@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"io"
 	"os"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
@@ -170,4 +174,28 @@ func failure(t *testing.T, bin string, request map[string]any, dir string, env .
 	}
 	lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
 	return lines[len(lines)-1]
+}
+
+// zstdImage is busybox plus a zstd-compressed layer holding /zstd.txt (registry-image-resource's
+// test-image-static:zstd).
+func zstdImage(t *testing.T) v1.Image {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	body := "decompressed from zstd\n"
+	if err := tw.WriteHeader(&tar.Header{Name: "zstd.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: birthday}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(body))
+	tw.Close()
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(testharness.BusyboxImage(t), layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -336,6 +336,14 @@ var getCases = []getCase{
 				t.Errorf("rootfs/home/alex/birthday: %+v %v", st, err)
 			}
 		}},
+	{name: "registry-image: zstd-compressed layers are decompressed (rootfs/ and rootfs.tar)",
+		image: "zstd:latest", params: map[string]any{"format": "rootfs", "rootfs": true},
+		check: func(t *testing.T, g gotImage) {
+			_, contents := tarFiles(t, filepath.Join(g.dir, "rootfs.tar"))
+			if got := g.file(t, "rootfs/zstd.txt"); got != "decompressed from zstd\n" || contents["zstd.txt"] != got {
+				t.Errorf("rootfs/zstd.txt %q, in rootfs.tar %q", got, contents["zstd.txt"])
+			}
+		}},
 	{name: "registry-image: format oci saves image.tar instead of rootfs/, with the image's config",
 		image: "metadata:latest", params: map[string]any{"format": "oci"},
 		differs: "image.tar is an OCI archive (oci-layout, index.json), not go-containerregistry's docker-style tarball; this resource's put, skopeo, podman and docker 25+ load it",
@@ -393,7 +401,8 @@ func assertFlattened(t *testing.T, what string, lookup func(name string) (string
 
 func TestPeersGet(t *testing.T) {
 	reg := testharness.StartInProcess(t)
-	images := map[string]v1.Image{"metadata:latest": metadataImage(t), "metadata:tagged": metadataImage(t), "filesystem:latest": filesystemImage(t)}
+	images := map[string]v1.Image{"metadata:latest": metadataImage(t), "metadata:tagged": metadataImage(t),
+		"filesystem:latest": filesystemImage(t), "zstd:latest": zstdImage(t)}
 	digests := map[string]v1.Hash{}
 	for ref, img := range images {
 		digests[ref] = reg.Push(t, reg.Ref(ref), img)
