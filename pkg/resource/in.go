@@ -139,58 +139,86 @@ func wanted(p api.InParams) outputs {
 // saveImage writes the files the params ask for, then metadata.json and docker_inspect.json.
 // The first archive is fetched from the registry; the files after it are made from it.
 func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, env Env) error {
-	img, meter, err := progress.Image(fetched.Image, env.Log, "downloaded")
+	src, err := newFetchOnce(fetched.Image, env)
 	if err != nil {
 		return err
 	}
-	remote := true
-	local := func(path string) error {
-		if !remote {
-			return nil
-		}
-		meter.Done()
-		remote = false
-		a, err := imagefile.Open(path, v1.Platform{})
-		if err != nil {
-			return err
-		}
-		img = a.Image // the files below are made from the local copy
+	out := wanted(params)
+	if err := writeArchives(dir, out, ref, fetched, src); err != nil {
+		return err
+	}
+	if err := writeFilesystems(dir, src.img, out); err != nil {
+		return err
+	}
+	src.done()
+	if err := imagefile.WriteMetadata(dir, src.img); err != nil {
+		return err
+	}
+	return imagefile.WriteInspect(dir, src.img, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
+}
+
+// fetchOnce is the image files are made from: the registry's, metered, until an archive of it is
+// written, then that archive's, so each layer is downloaded once.
+type fetchOnce struct {
+	img    v1.Image
+	meter  *progress.Meter
+	remote bool
+}
+
+func newFetchOnce(img v1.Image, env Env) (*fetchOnce, error) {
+	metered, meter, err := progress.Image(img, env.Log, "downloaded")
+	if err != nil {
+		return nil, err
+	}
+	return &fetchOnce{img: metered, meter: meter, remote: true}, nil
+}
+
+// written switches to the archive at path, when the image still came from the registry.
+func (f *fetchOnce) written(path string) error {
+	if !f.remote {
 		return nil
 	}
-	out := wanted(params)
+	f.done()
+	a, err := imagefile.Open(path, v1.Platform{})
+	if err != nil {
+		return err
+	}
+	f.img = a.Image
+	return nil
+}
+
+// done logs the download's last line, once.
+func (f *fetchOnce) done() {
+	if f.remote {
+		f.meter.Done()
+		f.remote = false
+	}
+}
+
+// writeArchives writes image.tar (format oci), oci/ (format oci-layout) and image (save: true).
+func writeArchives(dir string, out outputs, ref string, fetched *registry.Fetched, src *fetchOnce) error {
 	if out.ociArchive {
 		path := filepath.Join(dir, "image.tar")
-		if err := imagefile.WriteOCIArchive(path, img, ref); err != nil {
+		if err := imagefile.WriteOCIArchive(path, src.img, ref); err != nil {
 			return err
 		}
-		if err := local(path); err != nil {
+		if err := src.written(path); err != nil {
 			return err
 		}
 	}
 	if out.ociLayout {
-		if err := writeLayout(dir, img, fetched, ref); err != nil {
+		if err := writeLayout(dir, src.img, fetched, ref); err != nil {
 			return err
 		}
 	}
 	if out.dockerArchive {
 		path := filepath.Join(dir, "image")
-		if err := imagefile.WriteDockerArchive(path, img, ref); err != nil {
+		if err := imagefile.WriteDockerArchive(path, src.img, ref); err != nil {
 			return err
 		}
-		if err := local(path); err != nil {
-			return err
-		}
+		return src.written(path)
 	}
-	if err := writeFilesystems(dir, img, out); err != nil {
-		return err
-	}
-	if remote {
-		meter.Done()
-	}
-	if err := imagefile.WriteMetadata(dir, img); err != nil {
-		return err
-	}
-	return imagefile.WriteInspect(dir, img, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
+	return nil
 }
 
 // writeLayout writes oci/: the whole index when the version is one, every platform.
