@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // WriteRootfsTar writes dir/rootfs.tar (docker-image-resource's rootfs: true): a tar of the
@@ -79,6 +80,7 @@ func entryHeader(info fs.FileInfo, path, name string) (*tar.Header, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	hdr.Name, hdr.Uname, hdr.Gname, hdr.Format = name, "", "", tar.FormatPAX
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{} // when the get ran, not the image's
 	if info.IsDir() {
 		hdr.Name += "/"
 	}

@@ -41,7 +41,8 @@ func TestWriteRootfsTar(t *testing.T) {
 	if h := got["etc/"]; h == nil || h.Typeflag != tar.TypeDir || h.Mode&0o777 != 0o750 {
 		t.Errorf("etc/: %+v", h)
 	}
-	if h := got["etc/a"]; h == nil || h.Typeflag != tar.TypeReg || h.Mode&0o777 != 0o604 || bodies["etc/a"] != "content" {
+	if h := got["etc/a"]; h == nil || h.Typeflag != tar.TypeReg || h.Mode&0o777 != 0o604 || bodies["etc/a"] != "content" ||
+		h.PAXRecords["atime"] != "" || h.PAXRecords["ctime"] != "" {
 		t.Errorf("etc/a: %+v %q", h, bodies["etc/a"])
 	}
 	if h := got["etc/b"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "etc/a" {
