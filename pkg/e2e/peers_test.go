@@ -983,3 +983,25 @@ func TestPeersMirror(t *testing.T) {
 		}
 	})
 }
+
+// TestPeersCacheFromSavedGet: docker-image-resource's cache_from, directories of gets with
+// save: true, beside load_bases: the second build takes every step from the saved image.
+func TestPeersCacheFromSavedGet(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	work := t.TempDir()
+	baseRef := saveBase(t, reg, filepath.Join(work, "base"))
+	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+baseRef+"\nRUN echo once > /once\n")
+	params := map[string]any{"build": "ctx", "load_bases": []string{"base"}}
+	first := put(t, work, source(reg, "cached"), params)
+	getInto(t, reg, "cached", "latest", mustHash(t, first.Version.Digest), filepath.Join(work, "cache"), map[string]any{"save": true})
+	if exists(filepath.Join(work, "cache"), "image.tar") || !exists(filepath.Join(work, "cache"), "image") {
+		t.Fatal("the save: true get did not write image alone")
+	}
+	params["cache_from"] = []string{"cache"}
+	res := testharness.Run(t, "out", map[string]any{"source": source(reg, "cached"), "params": params}, work)
+	var second api.Response
+	res.JSON(t, &second)
+	if !strings.Contains(res.Stderr, "every step from the cache image") {
+		t.Errorf("cache_from a save: true get did not serve the build:\n%s", res.Stderr)
+	}
+}
