@@ -5,6 +5,8 @@
 # The base images are build args, so the image can be built from local bases:
 #   docker build --build-arg GO_IMAGE=localhost/golang --build-arg BASE_IMAGE=localhost/debian .
 # GOPROXY (and GOFLAGS) are passed through to `go mod download` when given.
+# Behind a TLS-intercepting proxy, pass its CA as PEM text:
+#   docker build --build-arg EXTRA_CA_CERTS="$(cat corp-ca.pem)" .
 
 ARG GO_IMAGE=golang:1.26-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -17,6 +19,16 @@ RUN if ! dpkg -s gcc libc6-dev libseccomp-dev pkg-config ca-certificates >/dev/n
       apt-get update \
       && apt-get install -y --no-install-recommends gcc libc6-dev libseccomp-dev pkg-config ca-certificates \
       && rm -rf /var/lib/apt/lists/*; \
+    fi
+# Behind a TLS-intercepting proxy, the module proxy's certificate is signed by a CA of its own:
+# EXTRA_CA_CERTS (PEM text, one or more certificates) is added to the bundle before the download,
+# and the final image's bundle is this one, so registries behind the same proxy verify too.
+ARG EXTRA_CA_CERTS
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+      case "$EXTRA_CA_CERTS" in \
+        *"-----BEGIN CERTIFICATE-----"*) printf '%s\n' "$EXTRA_CA_CERTS" >> /etc/ssl/certs/ca-certificates.crt ;; \
+        *) echo "EXTRA_CA_CERTS: expected PEM certificates (-----BEGIN CERTIFICATE-----)" >&2; exit 1 ;; \
+      esac; \
     fi
 WORKDIR /src
 COPY go.mod go.sum ./

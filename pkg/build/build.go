@@ -68,6 +68,9 @@ type Options struct {
 	// StorageDriver is "", "overlay" or "vfs"; "" probes overlay (a real
 	// mount test) and falls back to vfs.
 	StorageDriver string
+	// VolumeDir, when set, may hold the storage in a hidden directory while WorkDir is on an
+	// overlayfs, where overlay cannot go: the put's work dir (see openStorage).
+	VolumeDir string
 	// WorkDir is a private directory for the storage, run root, temporary
 	// files and policy; Close removes everything Build put there. Build marks
 	// it a top directory for ext4's inode allocator (see spreadInodes).
@@ -146,8 +149,9 @@ type Result struct {
 	// CacheBytesRead counts the bytes of layers read from Options.Cache.
 	CacheBytesRead int64
 
-	dir   string // everything Build made, under Options.WorkDir
-	store storage.Store
+	dir         string // everything Build made, under Options.WorkDir
+	storageRoot string // the storage's graph root, maybe outside dir
+	store       storage.Store
 }
 
 // Build builds opts.Dockerfile. On error, everything made is removed.
@@ -174,10 +178,11 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 		}
 	}()
 
-	r.store, err = openStore(dir, opts.StorageDriver, opts.Log)
+	opened, err := openStorage(dir, opts, hostProbe())
 	if err != nil {
 		return nil, err
 	}
+	r.store, r.storageRoot = opened.store, opened.root
 	env, err := newEnvironment(dir, opts, dockerfileBytes)
 	if err != nil {
 		return nil, err
@@ -235,10 +240,15 @@ func (r *Result) Close() error {
 		}
 		r.store = nil
 	}
-	if err := removeAll(r.dir); err != nil {
-		errs = append(errs, err)
+	for _, dir := range []string{r.storageRoot, r.dir} {
+		if dir == "" {
+			continue
+		}
+		if err := removeAll(dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	r.dir = ""
+	r.dir, r.storageRoot = "", ""
 	return errors.Join(errs...)
 }
 
@@ -304,6 +314,13 @@ func withDefaults(opts Options) (Options, error) {
 		if !filepath.IsAbs(p) {
 			return opts, fmt.Errorf("build options: %s %q is not an absolute path", what, p)
 		}
+	}
+	if opts.VolumeDir != "" {
+		abs, err := filepath.Abs(opts.VolumeDir)
+		if err != nil {
+			return opts, fmt.Errorf("build options: volume dir: %w", err)
+		}
+		opts.VolumeDir = abs
 	}
 	if !slices.Contains([]string{"", "overlay", "vfs"}, opts.StorageDriver) {
 		return opts, fmt.Errorf("build options: unknown storage driver %q (want overlay or vfs)", opts.StorageDriver)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containers/storage"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -19,6 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sirupsen/logrus"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
 func TestMain(m *testing.M) {
@@ -43,9 +47,10 @@ type file struct {
 // layer with /bin/busybox and a symlink per applet, PATH and Cmd sh.
 func busyboxImage(t testing.TB, extra ...file) v1.Image {
 	t.Helper()
-	bin, err := os.ReadFile("/usr/bin/busybox")
+	testharness.RequireFile(t, testharness.BusyboxPath, "busybox-static")
+	bin, err := os.ReadFile(testharness.BusyboxPath)
 	if err != nil {
-		t.Skipf("busybox-static is needed: %v", err)
+		t.Fatal(err)
 	}
 	out, err := exec.Command("/usr/bin/busybox", "--list").Output()
 	if err != nil {
@@ -239,4 +244,14 @@ func imageFiles(t testing.TB, img v1.Image) map[string]string {
 			files["/"+strings.TrimPrefix(h.Name, "/")] = string(data)
 		}
 	}
+}
+
+// openStore opens a storage under dir as a build with no work dir does: overlay falling back to
+// vfs (or driver), on a tmpfs when dir is on an overlayfs.
+func openStore(dir, driver string, log *logrus.Logger) (storage.Store, error) {
+	opened, err := openStorage(dir, Options{StorageDriver: driver, Log: log}, hostProbe())
+	if err != nil {
+		return nil, err
+	}
+	return opened.store, nil
 }

@@ -7,46 +7,16 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/containers/storage"
 	"github.com/moby/sys/mountinfo"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
-// openStore opens a containers-storage under dir. driver "" tries overlay
-// (its driver does a real mount test) and falls back to vfs.
-func openStore(dir, driver string, log *logrus.Logger) (storage.Store, error) {
-	candidates := []string{driver}
-	if driver == "" {
-		candidates = []string{"overlay", "vfs"}
-	}
-	var errs []error
-	for _, d := range candidates {
-		opts := storage.StoreOptions{
-			GraphRoot:       filepath.Join(dir, "storage"),
-			RunRoot:         filepath.Join(dir, "run"),
-			GraphDriverName: d,
-		}
-		store, err := storage.GetStore(opts)
-		if err == nil {
-			log.Infof("storage driver: %s", d)
-			return store, nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", d, err))
-		log.Debugf("storage driver %s unusable: %v", d, err)
-		// Start the next candidate from empty directories.
-		if err := removeAll(opts.GraphRoot); err != nil {
-			return nil, err
-		}
-		if err := removeAll(opts.RunRoot); err != nil {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("opening image storage: %w", errors.Join(errs...))
-}
-
-// removeAll removes dir after unmounting anything still mounted under it.
+// removeAll removes dir after unmounting anything still mounted under it. dir must be absolute
+// (an empty one would name every mount).
 func removeAll(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("removing %q: not an absolute path", dir)
+	}
 	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return fmt.Errorf("listing mounts under %s: %w", dir, err)

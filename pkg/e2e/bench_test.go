@@ -71,9 +71,7 @@ func BenchmarkOutLoadBase100MB(b *testing.B) {
 // kernel keeps the high-water mark of the address space the child was forked from.)
 func runMeasured(b *testing.B, bin string, request any, dir string, env []string) (string, int64) {
 	b.Helper()
-	if _, err := exec.LookPath("/usr/bin/time"); err != nil {
-		b.Skip("GNU time (Debian package time) is needed to measure peak RSS")
-	}
+	testharness.RequireFile(b, "/usr/bin/time", "time") // GNU time measures the peak RSS
 	body, err := json.Marshal(request)
 	if err != nil {
 		b.Fatal(err)

@@ -127,8 +127,8 @@ func TestBuildMultiStageTargetsAndArgsFile(t *testing.T) {
 // busybox@<digest> all use the one loaded base; with offline: true and the network cut (a network
 // namespace holding only loopback and a registry to push to), the build succeeds.
 func TestBuildOfflineWithAFromSpelledThreeWays(t *testing.T) {
-	requireTool(t, "unshare")
-	requireTool(t, "ip")
+	testharness.RequireCommand(t, "unshare", "util-linux")
+	testharness.RequireCommand(t, "ip", "iproute2")
 	base := testharness.BusyboxImage(t)
 	baseDigest, _ := base.Digest()
 	work := t.TempDir()
@@ -280,16 +280,6 @@ func mkdir(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-func requireTool(t *testing.T, tool string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing", tool)
-		}
-		t.Skipf("%s is missing", tool)
-	}
 }
 
 // outOffline runs out in a network namespace of its own, where nothing but a docker-registry

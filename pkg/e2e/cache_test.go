@@ -144,8 +144,8 @@ func TestCacheAcrossFreshWorkers(t *testing.T) {
 // (a network namespace with only loopback and an empty registry to push to): every step hits and
 // the pushed image is the cache image.
 func TestCacheFromAGetDirectoryOffline(t *testing.T) {
-	requireTool(t, "unshare")
-	requireTool(t, "ip")
+	testharness.RequireCommand(t, "unshare", "util-linux")
+	testharness.RequireCommand(t, "ip", "iproute2")
 	reg := testharness.StartInProcess(t)
 	work := t.TempDir()
 	baseRef := saveBase(t, reg, filepath.Join(work, "base"))

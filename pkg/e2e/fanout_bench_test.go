@@ -145,9 +145,10 @@ func fanOutBase(b *testing.B) v1.Image {
 // compressible (text-like) content, as a distribution's rootfs has.
 func writeSyntheticRootfs(b *testing.B, path string, size int) {
 	b.Helper()
+	testharness.RequireFile(b, testharness.BusyboxPath, "busybox-static")
 	busybox, err := os.ReadFile(testharness.BusyboxPath)
 	if err != nil {
-		b.Skipf("busybox-static is needed: %v", err)
+		b.Fatal(err)
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -197,7 +198,7 @@ type phaseTimes map[string]float64
 // phases name log lines of out by their start; the time is that of the first such line.
 var phases = []struct{ name, marker string }{
 	{"first-log", ""},
-	{"storage", "storage driver:"},
+	{"storage", "storage: "},
 	{"base-loaded", "loaded base"},
 	{"step1", "STEP 1/"},
 	{"step2", "STEP 2/"},

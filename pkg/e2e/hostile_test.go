@@ -134,9 +134,7 @@ func TestGetRefusesBytesThatAreNotTheDigest(t *testing.T) {
 // TestGetRootfsKeepsWhatTaskImagesNeed: a layer starting with "./" (tar -C dir -c .), owners,
 // setuid and sticky bits come through a rootfs get unchanged (the get runs as root).
 func TestGetRootfsKeepsWhatTaskImagesNeed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("owners are kept only as root; CI runs as root")
-	}
+	testharness.RequireRoot(t, "keeping owners")
 	reg := testharness.StartInProcess(t)
 	owned := regular("./home/app/data", "mine", 0o640)
 	owned.Uid, owned.Gid = 1000, 1001

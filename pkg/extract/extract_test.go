@@ -167,7 +167,11 @@ func TestRootEntryIsUnpacked(t *testing.T) {
 
 func TestOwnersModesXattrsAndTimesKept(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("owners are kept only when running as root") // CI runs as root
+		// testharness.RequireRoot's rule, which this package cannot import (testharness uses it).
+		if os.Getenv("CI") == "true" {
+			t.Fatal("owners are kept only when running as root, as CI does")
+		}
+		t.Skip("owners are kept only when running as root")
 	}
 	mtime := time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC)
 	user := reg("home/app/file", "mine", 0o640)

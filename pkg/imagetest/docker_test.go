@@ -22,9 +22,10 @@ import (
 )
 
 const (
-	// resourceImage is the tag the root Dockerfile is built as, builderImage its builder stage's.
-	resourceImage = "localhost/buildah-image-resource:test"
-	builderImage  = "localhost/buildah-image-resource-test/builder:test"
+	// resourceRepo is the repository of the images the tests run (see testImageTag).
+	// builderImage is the root Dockerfile's builder stage, kept as its build cache.
+	resourceRepo = "localhost/buildah-image-resource"
+	builderImage = "localhost/buildah-image-resource-test/builder:test"
 	// goImageRepo is GO_IMAGE's repository; its tag names the host's Go version and a hash of
 	// what else goes in, so that a cached image is never stale.
 	goImageRepo = "localhost/buildah-image-resource-test/golang"
@@ -33,10 +34,27 @@ const (
 	// goImagePackages are what the Dockerfile's builder stage needs (it installs them from the
 	// network when missing; debootstrap puts them in).
 	goImagePackages = "gcc,libc6-dev,libseccomp-dev,pkg-config,ca-certificates,git"
-	// hostCABundle is copied into GO_IMAGE: the module proxy may be reached through a TLS proxy
-	// only the host trusts.
+	// hostCABundle is copied into GO_IMAGE (the module proxy may be reached through a TLS proxy
+	// only the host trusts) and into the prebuilt image.
 	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 	imagePath    = "ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	// staticTags and staticLdflags are the root Dockerfile's build line for the binaries
+	// (TestPrebuiltFollowsTheDockerfile checks that it still says so).
+	staticTags    = "containers_image_openpgp exclude_graphdriver_btrfs seccomp netgo osusergo"
+	staticLdflags = `-s -w -linkmode external -extldflags "-static"`
+	// fullBuildEnv opts in to TestFullDockerfileBuild.
+	fullBuildEnv = "IMAGETEST_FULL_BUILD"
+)
+
+// Every external step has a bound, so that a busy machine fails the step that is slow, with its
+// name, rather than the whole package at go test's timeout.
+const (
+	goBuildTimeout      = 15 * time.Minute // cold: ~3 minutes on 2 idle cores
+	prebuiltTimeout     = 5 * time.Minute  // docker build of Dockerfile.prebuilt: two COPYs
+	fullBuildTimeout    = 40 * time.Minute // the root Dockerfile: module download and a cold compile
+	debootstrapTimeout  = 20 * time.Minute
+	dockerCmdTimeout    = 5 * time.Minute // docker import, image ls/inspect/rm
+	dockerdStartTimeout = time.Minute
 )
 
 // runFlags give the container what chroot isolation needs without --privileged (which fails on
@@ -48,40 +66,101 @@ var runFlags = []string{
 	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 }
 
-// buildResourceImage builds the root Dockerfile on bases made here and returns its tag. The test
-// is skipped under -short, and without root, docker, dockerd or debootstrap (it fails instead
-// when CI=true).
-func buildResourceImage(t *testing.T) string {
+// requireDocker makes sure Docker can run the tests: it skips under -short, calls
+// testharness.Missing without root, docker or dockerd, and starts dockerd when none answers.
+func requireDocker(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the resource image with Docker: minutes")
+		t.Skip("builds and runs the resource image with Docker")
 	}
-	if os.Geteuid() != 0 {
-		missing(t, "making the base images needs root (debootstrap, dockerd)")
-	}
-	for _, tool := range [][2]string{{"docker", "docker.io"}, {"dockerd", "docker.io"}, {"debootstrap", "debootstrap"}} {
-		if _, err := exec.LookPath(tool[0]); err != nil {
-			missing(t, "%s not found (Debian package %s; see .ci/setup): %v", tool[0], tool[1], err)
-		}
-	}
+	testharness.RequireRoot(t, "starting dockerd and running privileged containers")
+	testharness.RequireCommand(t, "docker", "docker.io")
+	testharness.RequireCommand(t, "dockerd", "docker.io")
 	startDocker(t)
+}
+
+// buildResourceImage returns the image the tests run: check, in and out compiled on the host with
+// the root Dockerfile's static build line, put on the busybox base by dockerfiles/Dockerfile.prebuilt
+// (the root Dockerfile's final stage). No compile happens in Docker: the Go build cache makes it
+// seconds when warm. TestFullDockerfileBuild builds the root Dockerfile itself.
+func buildResourceImage(t *testing.T) string {
+	t.Helper()
+	requireDocker(t)
+	start := time.Now()
+	ctxDir := staticBinaries(t)
+	data, err := os.ReadFile(hostCABundle)
+	if err != nil {
+		t.Fatalf("reading the host's CA bundle: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "ca-certificates.crt"), data, 0o644); err != nil {
+		t.Fatalf("copying the CA bundle: %v", err)
+	}
+	dockerfile := filepath.Join(testharness.ModuleRoot(t), "dockerfiles", "Dockerfile.prebuilt")
+	base := busyboxImage(t)
+	tag := testImageTag(t, "test")
+	run(t, prebuiltTimeout, nil, "docker", "build", "--force-rm", "--tag", tag,
+		"--file", dockerfile, "--build-arg", "BASE_IMAGE="+base, ctxDir)
+	t.Logf("built %s from the host's binaries in %s", tag, time.Since(start).Round(time.Second))
+	removeStaleImages(t, base)
+	return tag
+}
+
+// testImageTag returns a tag of resourceRepo private to this test process (tests of several
+// checkouts may share one Docker daemon and must not run each other's image); the tag is removed
+// when the test ends.
+func testImageTag(t *testing.T, kind string) string {
+	t.Helper()
+	tag := fmt.Sprintf("%s:%s-%d", resourceRepo, kind, os.Getpid())
+	t.Cleanup(func() { bounded(dockerCmdTimeout, "docker", "image", "rm", tag) })
+	return tag
+}
+
+// staticBinaries compiles check, in and out as the root Dockerfile does (static, cgo) into a new
+// directory and returns it.
+func staticBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), goBuildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", staticTags, "-ldflags", staticLdflags,
+		"-o", dir+"/", "./cmd/check", "./cmd/in", "./cmd/out")
+	cmd.Dir = testharness.ModuleRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("go build of the static binaries did not finish within %s (a busy machine, or a cold build cache)\n%s", goBuildTimeout, out)
+	}
+	if err != nil {
+		t.Fatalf("go build of the static binaries: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// buildFullResourceImage builds the root Dockerfile on bases made here (debootstrap for GO_IMAGE),
+// passing extraCA as EXTRA_CA_CERTS, and returns its tag.
+func buildFullResourceImage(t *testing.T, extraCA string) string {
+	t.Helper()
+	requireDocker(t)
+	testharness.RequireCommand(t, "debootstrap", "debootstrap")
 	goImage, baseImage := goImage(t), busyboxImage(t)
 
 	start := time.Now()
 	args := []string{"--network", "host", "--build-arg", "GO_IMAGE=" + goImage, "--build-arg", "BASE_IMAGE=" + baseImage,
-		"--build-arg", "GOPROXY=" + goEnv(t, "GOPROXY")}
+		"--build-arg", "GOPROXY=" + goEnv(t, "GOPROXY"), "--build-arg", "EXTRA_CA_CERTS=" + extraCA}
 	// The builder stage gets a tag too, so that removeStaleImages keeps it: it is the cache.
 	dockerBuild(t, builderImage, append(args, "--target", "builder")...)
-	dockerBuild(t, resourceImage, args...)
-	t.Logf("built %s in %s", resourceImage, time.Since(start).Round(time.Second))
+	tag := testImageTag(t, "full")
+	dockerBuild(t, tag, args...)
+	t.Logf("built %s in %s", tag, time.Since(start).Round(time.Second))
 	removeStaleImages(t, goImage, baseImage)
-	return resourceImage
+	return tag
 }
 
 // dockerBuild builds the root Dockerfile as tag; a failed step leaves no container.
 func dockerBuild(t *testing.T, tag string, args ...string) {
 	t.Helper()
-	run(t, nil, "docker", slices.Concat([]string{"build", "--force-rm", "--tag", tag}, args, []string{testharness.ModuleRoot(t)})...)
+	run(t, fullBuildTimeout, nil, "docker", slices.Concat([]string{"build", "--force-rm", "--tag", tag}, args, []string{testharness.ModuleRoot(t)})...)
 }
 
 // removeStaleImages removes the untagged images built on bases: earlier builds, whose compile
@@ -93,29 +172,21 @@ func removeStaleImages(t *testing.T, bases ...string) {
 		baseIDs = append(baseIDs, imageID(base))
 	}
 	builtOnBase := func(id string) bool { return slices.Contains(baseIDs, id) }
-	for _, id := range strings.Fields(run(t, nil, "docker", "image", "ls", "--filter", "dangling=true", "--quiet", "--no-trunc")) {
-		history := strings.Fields(run(t, nil, "docker", "image", "history", "--quiet", "--no-trunc", id))
+	for _, id := range strings.Fields(run(t, dockerCmdTimeout, nil, "docker", "image", "ls", "--filter", "dangling=true", "--quiet", "--no-trunc")) {
+		history := strings.Fields(run(t, dockerCmdTimeout, nil, "docker", "image", "history", "--quiet", "--no-trunc", id))
 		if slices.ContainsFunc(history, builtOnBase) {
-			exec.Command("docker", "image", "rm", id).Run() // best effort: a container may still use it
+			bounded(dockerCmdTimeout, "docker", "image", "rm", id) // best effort: a container may still use it
 		}
 	}
 }
 
 // imageID returns the ID of image in Docker, or "" if there is none.
 func imageID(image string) string {
-	id, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", image).Output()
+	id, err := bounded(dockerCmdTimeout, "docker", "image", "inspect", "--format", "{{.Id}}", image)
 	if err != nil {
 		return ""
 	}
 	return strings.TrimSpace(string(id))
-}
-
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // startDocker makes sure a Docker daemon answers. When none does, it starts dockerd, logging to a
@@ -140,7 +211,7 @@ func startDocker(t *testing.T) {
 	go func() { dockerd.Wait(); close(exited) }()
 	t.Cleanup(func() { stopDockerd(t, dockerd, exited) })
 
-	for deadline := time.Now().Add(time.Minute); !dockerAnswers(); {
+	for deadline := time.Now().Add(dockerdStartTimeout); !dockerAnswers(); {
 		select {
 		case <-exited:
 			if dockerAnswers() { // another test process started one meanwhile
@@ -150,14 +221,15 @@ func startDocker(t *testing.T) {
 		case <-time.After(time.Second):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dockerd did not answer within a minute; its log:\n%s", tail(logPath))
+			t.Fatalf("dockerd did not answer within %s; its log:\n%s", dockerdStartTimeout, tail(logPath))
 		}
 	}
 	t.Logf("started dockerd (pid %d), logging to %s", dockerd.Process.Pid, logPath)
 }
 
 func dockerAnswers() bool {
-	return exec.Command("docker", "info").Run() == nil
+	_, err := bounded(30*time.Second, "docker", "info")
+	return err == nil
 }
 
 // stopDockerd stops the dockerd this test started: SIGTERM (it stops its containerd too), SIGKILL
@@ -182,10 +254,15 @@ func stopDockerd(t *testing.T, dockerd *exec.Cmd, exited chan struct{}) {
 
 func tail(path string) string {
 	data, _ := os.ReadFile(path)
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
+	return tailOf(string(data))
+}
+
+// tailOf is the last 4000 bytes of s.
+func tailOf(s string) string {
+	if len(s) > 4000 {
+		s = s[len(s)-4000:]
 	}
-	return string(data)
+	return s
 }
 
 // goImage returns GO_IMAGE: Debian bookworm made by debootstrap with goImagePackages, the host's Go
@@ -205,12 +282,14 @@ func goImage(t *testing.T) string {
 
 	start := time.Now()
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	run(t, nil, "debootstrap", "--variant=minbase", "--include="+goImagePackages, "bookworm", rootfs, debianMirror(t))
-	run(t, nil, "cp", "-a", goEnv(t, "GOROOT")+"/.", filepath.Join(rootfs, "usr/local/go"))
+	run(t, debootstrapTimeout, nil, "debootstrap", "--variant=minbase", "--include="+goImagePackages, "bookworm", rootfs, debianMirror(t))
+	run(t, dockerCmdTimeout, nil, "cp", "-a", goEnv(t, "GOROOT")+"/.", filepath.Join(rootfs, "usr/local/go"))
 	if err := os.WriteFile(filepath.Join(rootfs, hostCABundle), caBundle, 0o644); err != nil {
 		t.Fatalf("copying the CA bundle into the Go image: %v", err)
 	}
-	tar := exec.Command("tar", "-C", rootfs, "-c", ".")
+	ctx, cancel := context.WithTimeout(context.Background(), dockerCmdTimeout)
+	defer cancel()
+	tar := exec.CommandContext(ctx, "tar", "-C", rootfs, "-c", ".")
 	tarStream, err := tar.StdoutPipe()
 	if err != nil {
 		t.Fatalf("tar of %s: %v", rootfs, err)
@@ -218,9 +297,9 @@ func goImage(t *testing.T) string {
 	if err := tar.Start(); err != nil {
 		t.Fatalf("tar of %s: %v", rootfs, err)
 	}
-	run(t, tarStream, "docker", "import", "--change", imagePath, "-", image)
+	run(t, dockerCmdTimeout, tarStream, "docker", "import", "--change", imagePath, "-", image)
 	if err := tar.Wait(); err != nil {
-		exec.Command("docker", "image", "rm", image).Run() // an incomplete image must not be reused
+		bounded(dockerCmdTimeout, "docker", "image", "rm", image) // an incomplete image must not be reused
 		t.Fatalf("tar of %s: %v", rootfs, err)
 	}
 	t.Logf("made %s in %s", image, time.Since(start).Round(time.Second))
@@ -294,27 +373,43 @@ func busyboxImage(t *testing.T) string {
 		t.Fatalf("reading the busybox layer: %v", err)
 	}
 	defer rootfs.Close()
-	run(t, rootfs, "docker", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", "-", image)
+	run(t, dockerCmdTimeout, rootfs, "docker", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", "-", image)
 	return image
 }
 
 func goEnv(t *testing.T, key string) string {
 	t.Helper()
-	return run(t, nil, "go", "env", key)
+	return run(t, time.Minute, nil, "go", "env", key)
 }
 
 // run runs a command with stdin (nil for none) and returns its trimmed stdout; the test fails,
-// with the command's output, if it does.
-func run(t *testing.T, stdin io.Reader, name string, args ...string) string {
+// with the command's output, if it does or if it takes longer than timeout.
+func run(t *testing.T, timeout time.Duration, stdin io.Reader, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdin = stdin
+	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s did not finish within %s (a busy machine?)\nstderr:\n%s", name, strings.Join(args, " "), timeout, tailOf(stderr.String()))
+	}
+	if err != nil {
 		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return strings.TrimSpace(stdout.String())
+}
+
+// bounded runs a command with a timeout and returns its stdout.
+func bounded(timeout time.Duration, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 10 * time.Second
+	return cmd.Output()
 }
 
 // containers numbers the containers this process runs, for their names.
@@ -322,16 +417,24 @@ var containers atomic.Int64
 
 // runResource runs /opt/resource/<bin> in a container of image, as Concourse does: the request as
 // JSON on stdin and, for in and out, dir mounted at /tmp/build/get or /tmp/build/put and passed as
-// argv[1]. The container is removed when it ends (or is stopped after testharness.RunTimeout).
+// argv[1]. The container has runFlags. The container is removed when it ends (or is stopped after
+// testharness.RunTimeout).
 func runResource(t *testing.T, image, bin string, request any, dir string) testharness.Result {
+	t.Helper()
+	return runResourceWith(t, image, bin, request, dir, runFlags, nil)
+}
+
+// runResourceWith is runResource with the container's flags (docker run's) and a wrapper that runs
+// the command (e.g. sh -c script sh), nil for none.
+func runResourceWith(t *testing.T, image, bin string, request any, dir string, flags, wrapper []string) testharness.Result {
 	t.Helper()
 	stdin, err := json.Marshal(request)
 	if err != nil {
 		t.Fatalf("encoding the %s request: %v", bin, err)
 	}
 	name := fmt.Sprintf("buildah-image-resource-test-%d-%d", os.Getpid(), containers.Add(1))
-	args := append([]string{"run", "--rm", "--interactive", "--name", name}, runFlags...)
-	command := []string{"/opt/resource/" + bin}
+	args := append([]string{"run", "--rm", "--interactive", "--name", name}, flags...)
+	command := append(slices.Clone(wrapper), "/opt/resource/"+bin)
 	if dir != "" {
 		workDir := map[string]string{"in": "/tmp/build/get", "out": "/tmp/build/put"}[bin]
 		args = append(args, "--volume", dir+":"+workDir)
@@ -351,7 +454,7 @@ func runResource(t *testing.T, image, bin string, request any, dir string) testh
 	var exitErr *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		exec.Command("docker", "rm", "--force", name).Run()
+		bounded(dockerCmdTimeout, "docker", "rm", "--force", name)
 		t.Fatalf("%s did not finish within %s", bin, testharness.RunTimeout)
 	case errors.As(err, &exitErr):
 		result.ExitCode = exitErr.ExitCode()

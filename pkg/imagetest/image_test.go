@@ -17,7 +17,10 @@ import (
 
 // TestResourceImage runs the resource image as Concourse would, against a registry on the host:
 // check and in fetch a base, out pushes the fetched archive again, then builds a Dockerfile on
-// that base (load_base) and pushes it, and check finds what was pushed.
+// that base (load_base) and pushes it, and check finds what was pushed. The container's root is an
+// overlayfs (Docker's overlay2), as a Concourse container's: the build's storage must go to the
+// work dir (a bind mount, as Concourse's volume), or to a tmpfs when the work dir is the build
+// context, with overlay, not vfs.
 func TestResourceImage(t *testing.T) {
 	image := buildResourceImage(t)
 	reg := testharness.StartInProcess(t)
@@ -38,7 +41,7 @@ func TestResourceImage(t *testing.T) {
 
 	t.Run("put of the fetched archive", func(t *testing.T) {
 		reg.ResetRequests()
-		resp := put(t, image, work, source(reg, "copy"), map[string]any{"image": "base/image.tar"})
+		resp, _ := put(t, image, work, source(reg, "copy"), map[string]any{"image": "base/image.tar"})
 		if resp.Version.Digest != baseVersion.Digest {
 			t.Errorf("out pushed %s, want the base's %s", resp.Version.Digest, baseVersion.Digest)
 		}
@@ -56,7 +59,8 @@ func TestResourceImage(t *testing.T) {
 			"COPY hello.txt /from-copy.txt\n")
 		writeFile(t, filepath.Join(work, "ctx/hello.txt"), "copied from the build context\n")
 		reg.ResetRequests()
-		resp := put(t, image, work, source(reg, "app"), map[string]any{"build": "ctx", "load_base": "base"})
+		resp, log := put(t, image, work, source(reg, "app"), map[string]any{"build": "ctx", "load_base": "base"})
+		assertStorage(t, log, "storage: overlay in /tmp/build/put/.buildah-image-resource-storage-", work)
 
 		if got := reg.Digest(t, reg.Ref("app:latest")); resp.Version != (api.Version{Digest: got.String(), Tag: "latest"}) {
 			t.Fatalf("out's version %+v, but the registry has %s for app:latest", resp.Version, got)
@@ -74,6 +78,90 @@ func TestResourceImage(t *testing.T) {
 			t.Errorf("check after the put: %+v, want [%+v]", versions, resp.Version)
 		}
 	})
+
+	t.Run("put in a user namespace", func(t *testing.T) {
+		var resp api.Response
+		res := runResourceWith(t, image, "out", map[string]any{"source": source(reg, "userns"), "params": map[string]any{"build": "ctx", "load_base": "base"}},
+			work, runFlags, []string{"sh", "-c", inUserNamespace, "sh"})
+		res.JSON(t, &resp)
+		assertStorage(t, res.Stderr, "storage: overlay in /tmp/build/put/.buildah-image-resource-storage-", work)
+		files := regularFiles(t, reg.Image(t, reg.Ref("userns@"+resp.Version.Digest)))
+		if got := files["from-run.txt"]; got != "written by RUN\n" {
+			t.Errorf("/from-run.txt in the pushed image = %q", got)
+		}
+	})
+
+	t.Run("put without mount rights", func(t *testing.T) {
+		// Docker's defaults (no CAP_SYS_ADMIN, its seccomp profile), close to an unprivileged
+		// Concourse container: no mount works, so storage falls back to vfs; a build with no RUN
+		// still works.
+		writeFile(t, filepath.Join(work, "copy-only/Dockerfile"), "FROM "+reg.Ref("library/busybox:1")+"\nCOPY hello.txt /from-copy.txt\n")
+		writeFile(t, filepath.Join(work, "copy-only/hello.txt"), "copied without mounts\n")
+		var resp api.Response
+		res := runResourceWith(t, image, "out", map[string]any{"source": source(reg, "nomount"), "params": map[string]any{"build": "copy-only", "load_base": "base"}},
+			work, []string{"--network", "host"}, nil)
+		res.JSON(t, &resp)
+		if !strings.Contains(res.Stderr, "\nstorage: vfs in /tmp/") || !strings.Contains(res.Stderr, "overlay on a tmpfs failed: ") {
+			t.Errorf("the log does not say vfs in /tmp and why")
+		}
+		if left, _ := filepath.Glob(filepath.Join(work, ".buildah-image-resource-storage-*")); len(left) > 0 {
+			t.Errorf("storage left in the work dir: %v", left)
+		}
+		if got := regularFiles(t, reg.Image(t, reg.Ref("nomount@"+resp.Version.Digest)))["from-copy.txt"]; got != "copied without mounts\n" {
+			t.Errorf("/from-copy.txt in the pushed image = %q", got)
+		}
+	})
+
+	t.Run("put with the work dir as the build context", func(t *testing.T) {
+		writeFile(t, filepath.Join(work, "whole.Dockerfile"), "FROM "+reg.Ref("library/busybox:1")+"\n"+
+			"RUN echo written on a tmpfs > /from-run.txt\n"+
+			"COPY ctx/hello.txt /from-copy.txt\n")
+		resp, log := put(t, image, work, source(reg, "whole"),
+			map[string]any{"build": ".", "dockerfile": "whole.Dockerfile", "load_base": "base"})
+		assertStorage(t, log, "storage: overlay on a tmpfs of at most ", work)
+		files := regularFiles(t, reg.Image(t, reg.Ref("whole@"+resp.Version.Digest)))
+		for path, want := range map[string]string{"from-run.txt": "written on a tmpfs\n", "from-copy.txt": "copied from the build context\n"} {
+			if files[path] != want {
+				t.Errorf("/%s in the pushed image = %q, want %q", path, files[path], want)
+			}
+		}
+	})
+}
+
+// inUserNamespace runs its arguments as root of a new user namespace (uids and gids 0-65535
+// mapped to themselves) with a mount namespace of its own, as a Concourse worker in containerd's
+// fuse-only privileged mode runs a privileged container: storage (containers/storage sees a
+// rootless process) must still find overlay, or fall back. busybox's unshare writes no map but
+// for -r, which denies setgroups (RUN would fail): the parent writes them.
+const inUserNamespace = `set -e
+cat > /tmp/request.json
+unshare -U -m --propagation private sh -c 'while [ ! -e /tmp/mapped ]; do sleep 0.1; done; exec "$@"' sh "$@" < /tmp/request.json &
+pid=$!
+while [ "$(readlink /proc/$pid/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.1; done
+echo "0 0 65536" > /proc/$pid/uid_map
+echo "0 0 65536" > /proc/$pid/gid_map
+touch /tmp/mapped
+wait $pid`
+
+// assertStorage checks that out's log says, in one line starting with want, where the storage
+// went, that it was not vfs, and that the work dir has no storage left in it.
+func assertStorage(t *testing.T, log, want, work string) {
+	t.Helper()
+	var lines []string
+	for line := range strings.Lines(log) {
+		if strings.HasPrefix(line, "storage: ") {
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Errorf("storage log lines %q, want one starting %q", lines, want)
+	}
+	if strings.Contains(log, "storage: vfs") {
+		t.Errorf("the build used vfs")
+	}
+	if left, _ := filepath.Glob(filepath.Join(work, ".buildah-image-resource-storage-*")); len(left) > 0 {
+		t.Errorf("storage left in the work dir: %v", left)
+	}
 }
 
 // assertOnlyNewBlobsUploaded checks that pushed starts with base's layers, unchanged, and that the
@@ -166,11 +254,13 @@ func get(t *testing.T, image, dir string, src map[string]any, version api.Versio
 	return resp
 }
 
-func put(t *testing.T, image, dir string, src map[string]any, params map[string]any) api.Response {
+// put runs out and returns its response and its log.
+func put(t *testing.T, image, dir string, src map[string]any, params map[string]any) (api.Response, string) {
 	t.Helper()
 	var resp api.Response
-	runResource(t, image, "out", map[string]any{"source": src, "params": params}, dir).JSON(t, &resp)
-	return resp
+	res := runResource(t, image, "out", map[string]any{"source": src, "params": params}, dir)
+	res.JSON(t, &resp)
+	return resp, res.Stderr
 }
 
 func readFile(t *testing.T, path string) string {

@@ -104,6 +104,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	}
 	out.onClose(func() { os.RemoveAll(workDir) })
 	opts.WorkDir, opts.TempDir = workDir, filepath.Join(workDir, "tmp")
+	opts.VolumeDir = dir // the storage goes there when workDir is on overlayfs (a Concourse container's /)
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env.Getenv); err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ const DistributionUsername = "concourse"
 // CI=true.
 func StartDistribution(t testing.TB) *Registry {
 	t.Helper()
-	bin := requireCommand(t, "docker-registry", "docker-registry")
+	bin := RequireCommand(t, "docker-registry", "docker-registry")
 	certs, err := newTestCerts()
 	if err != nil {
 		t.Fatalf("creating test CA: %v", err)
@@ -293,7 +293,7 @@ func (b *LockedBuffer) String() string {
 // running in a network namespace received.
 func StartPlainDistribution(t testing.TB, storage string) *Registry {
 	t.Helper()
-	bin := requireCommand(t, "docker-registry", "docker-registry")
+	bin := RequireCommand(t, "docker-registry", "docker-registry")
 	addr, err := freeAddr()
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)

@@ -40,7 +40,7 @@ func fixedTime() time.Time { return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC) 
 // The digest is the same on every run on the same host.
 func BusyboxImage(t testing.TB) v1.Image {
 	t.Helper()
-	requireFile(t, BusyboxPath, "busybox-static")
+	RequireFile(t, BusyboxPath, "busybox-static")
 	img, err := Busybox(runtime.GOARCH)
 	if err != nil {
 		t.Fatalf("building busybox image: %v", err)
@@ -79,7 +79,7 @@ func MultiLayerImage(t testing.TB, layers int, layerSize int64) v1.Image {
 // /platform holding "linux/<arch>\n", and a config naming their platform.
 func TwoPlatformIndex(t testing.TB) v1.ImageIndex {
 	t.Helper()
-	requireFile(t, BusyboxPath, "busybox-static")
+	RequireFile(t, BusyboxPath, "busybox-static")
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
 		img, err := Busybox(arch)

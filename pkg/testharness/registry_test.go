@@ -169,7 +169,7 @@ func TestSource(t *testing.T) {
 // credentials and CA the harness hands out, and that the OCI archive
 // written by SaveOCIArchive is what it reads.
 func TestSkopeoCopiesThroughRegistries(t *testing.T) {
-	skopeo := requireCommand(t, "skopeo", "skopeo")
+	skopeo := RequireCommand(t, "skopeo", "skopeo")
 	img := BusyboxImage(t)
 	archive := filepath.Join(t.TempDir(), "busybox.tar")
 	SaveOCIArchive(t, img, archive, "busybox:1")
