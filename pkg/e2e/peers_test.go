@@ -92,6 +92,10 @@ var checkCases = []checkCase{
 		tags:   []string{"1=r1", "2=r2", "2.1=r2", "latest=r3", "3=r3", "3.2=r3", "3.2.1=r3", "3.1=r4", "3.1.0=r4", "3.0=r5", "3.0.0=r5"},
 		source: []any{"semver_constraint", "*"}, want: []string{"3.0.0", "3.1.0", "3.2.1"},
 		differs: "alias tags (1, 2.1: fewer than three numbers) are never versions here, even when no full version shares their digest"},
+	{name: "registry-image: variants, no constraint needed", tags: []string{"latest=r1", "1.0.0=r1", "0.9.0", "foo=r3", "1.0.0-foo=r3", "0.9.0-foo", "bar", "1.0.0-bar"},
+		source: []any{"variant", "foo"}, want: []string{"0.9.0-foo", "1.0.0-foo"}},
+	{name: "registry-image: pre_releases alone discovers semver tags", tags: []string{"1.0.0-rc.1", "1.0.0", "latest"},
+		source: []any{"pre_releases", true}, want: []string{"1.0.0-rc.1", "1.0.0"}},
 	{name: "registry-image: variants", tags: []string{"latest=r1", "1.0.0=r1", "0.9.0", "foo=r3", "1.0.0-foo=r3", "0.9.0-foo", "bar", "1.0.0-bar", "0.9.0-bar"},
 		source: []any{"semver_constraint", "*", "variant", "foo"}, want: []string{"0.9.0-foo", "1.0.0-foo"}},
 }

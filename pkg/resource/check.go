@@ -25,7 +25,7 @@ func Check(ctx context.Context, env Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if src.TagRegex == "" && src.SemverConstraint == "" {
+	if !discovers(src) {
 		return checkTag(client, src.TagOrDefault(), req.Version, env)
 	}
 	all, err := client.Tags()
@@ -65,6 +65,13 @@ func onePerDigest(versions []api.Version) []api.Version {
 // checkTag reports the tag's current digest, preceded by the requested version's when that is
 // another digest the repository still serves, as docker-image-resource and registry-image-resource
 // do: Concourse then keeps the requested version and adds the current one after it.
+// discovers says whether check lists tags (tag_regex and semver modes) rather than following one.
+// A source with only a repository follows latest, as docker-image-resource; one with a variant or
+// pre_releases and no tag discovers semver tags, as registry-image-resource.
+func discovers(src api.Source) bool {
+	return src.TagRegex != "" || src.SemverConstraint != "" || (src.Tag == "" && (src.Variant != "" || src.PreReleases))
+}
+
 func checkTag(client *registry.Client, tag string, since *api.Version, env Env) ([]api.Version, error) {
 	desc, err := client.Head(tag)
 	if err != nil || desc == nil {
