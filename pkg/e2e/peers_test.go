@@ -5,13 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
@@ -357,14 +357,11 @@ var getCases = []getCase{
 		}},
 	{name: "registry-image: format oci-layout of an index saves oci/ with the whole index",
 		image: "multi:latest", params: map[string]any{"format": "oci-layout"},
-		differs: "oci/index.json lists the index (named by the ref annotation), so its own hash is not the version's digest; a put of oci/ pushes the running platform's image, not the whole index",
+		differs: "oci/index.json lists the index (named by the ref annotation), so its own hash is not the version's digest; a put of oci/ pushes the same index again",
 		check: func(t *testing.T, g gotImage) {
 			g.only(t, []string{"oci/oci-layout", "oci/index.json", "oci/blobs/sha256/" + g.digest.Hex}, "oci/single-image-digest")
-			// registry-image-resource's put of oci/ pushes the whole index again; ours pushes the
-			// running platform's image of it.
-			want := runningPlatformChild(t, testharness.TwoPlatformIndex(t))
-			if resp := put(t, g.dir, source(g.reg, "mirrored"), map[string]any{"image": "oci"}); resp.Version.Digest != want {
-				t.Errorf("a put of oci/ pushed %s, want the running platform's image %s", resp.Version.Digest, want)
+			if resp := put(t, g.dir, source(g.reg, "mirrored"), map[string]any{"image": "oci"}); resp.Version.Digest != g.digest.String() {
+				t.Errorf("a put of oci/ pushed %s, want the whole index %s", resp.Version.Digest, g.digest)
 			}
 		}},
 	{name: "registry-image: the digest, tag and repository files hold exactly the version's",
@@ -565,22 +562,6 @@ func TestPeersPut(t *testing.T) {
 			}
 		})
 	}
-}
-
-// runningPlatformChild is the digest of the index's image for the running platform.
-func runningPlatformChild(t *testing.T, idx v1.ImageIndex) string {
-	t.Helper()
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range m.Manifests {
-		if d.Platform != nil && d.Platform.Architecture == runtime.GOARCH {
-			return d.Digest.String()
-		}
-	}
-	t.Fatalf("no %s image in the index", runtime.GOARCH)
-	return ""
 }
 
 func imageFile(c putCase) string {
@@ -1010,5 +991,23 @@ func TestPeersCacheFromSavedGet(t *testing.T) {
 	res.JSON(t, &second)
 	if !strings.Contains(res.Stderr, "every step from the cache image") {
 		t.Errorf("cache_from a save: true get did not serve the build:\n%s", res.Stderr)
+	}
+}
+
+// TestPeersPutOCILayoutIndex: registry-image-resource's put of an OCI layout whose index.json is a
+// multi-platform index (as its oci-layout get writes it) pushes that index: the same digest.
+func TestPeersPutOCILayoutIndex(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	idx := testharness.TwoPlatformIndex(t)
+	want, _ := idx.Digest()
+	work := t.TempDir()
+	if _, err := layout.Write(filepath.Join(work, "multi-arch"), idx); err != nil {
+		t.Fatal(err)
+	}
+	if resp := put(t, work, source(reg, "mirror"), map[string]any{"image": "multi-arch"}); resp.Version.Digest != want.String() {
+		t.Errorf("pushed %s, want the index %s", resp.Version.Digest, want)
+	}
+	if got := reg.Digest(t, reg.Ref("mirror:latest")); got != want {
+		t.Errorf("mirror:latest is %s, want %s", got, want)
 	}
 }

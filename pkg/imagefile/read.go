@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -483,4 +484,32 @@ func (r *seekReader) Seek(offset int64, whence int) (int64, error) {
 		r.pos = pos
 	}
 	return pos, err
+}
+
+// SavedIndex is the multi-platform index an OCI layout directory holds, nil when it holds one
+// image: the only entry of index.json when that entry is an index (this resource's oci-layout
+// gets), or index.json itself when it lists several images each for a platform
+// (registry-image-resource's). Blobs are read lazily; a registry refuses any whose bytes do not
+// match its digest.
+func SavedIndex(dir string) (v1.ImageIndex, error) {
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s/index.json: %w", dir, err)
+	}
+	if len(m.Manifests) == 1 && m.Manifests[0].MediaType.IsIndex() {
+		return idx.ImageIndex(m.Manifests[0].Digest)
+	}
+	if len(m.Manifests) < 2 {
+		return nil, nil
+	}
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() || d.Platform == nil {
+			return nil, nil
+		}
+	}
+	return idx, nil
 }
