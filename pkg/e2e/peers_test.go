@@ -51,7 +51,7 @@ var checkCases = []checkCase{
 	{name: "docker-image and registry-image: an out-of-date cursor, then the current digest", tags: []string{"latest", "latest"},
 		cursor: "latest#1", want: []string{"latest#1", "latest"}},
 	{name: "registry-image: a cursor the repository never had", tags: []string{"latest"}, cursor: "bogus", want: []string{"latest"}},
-	{name: "registry-image: a tag that does not exist, with credentials' repo", tags: []string{"latest"}, source: []any{"tag", "not-exist-image"}, want: []string{}},
+	{name: "registry-image: a tag that does not exist: no versions", tags: []string{"latest"}, source: []any{"tag", "not-exist-image"}, want: []string{}},
 
 	// registry-image-resource's "tracking semver tags" table. Its semver mode is a source without a
 	// tag; ours needs semver_constraint (a source with only a repository follows latest, as
@@ -60,7 +60,7 @@ var checkCases = []checkCase{
 	{name: "registry-image: no matching regex tags", tags: []string{"non-matching-regex-tag"}, source: []any{"tag_regex", "foo.*"}, want: []string{}},
 	{name: "registry-image: simple tag regex", tags: []string{"1.0.0", "non-semver-tag", "gray", "grey"},
 		source: []any{"tag_regex", "gr(a|e)y"}, want: []string{"gray", "grey"}},
-	{name: "registry-image: regex overrides semver constraint", tags: []string{"1.0.0", "1.2.1", "1.2.2", "2.0.0", "latest", "gray", "grey"},
+	{name: "registry-image: regex overrides semver constraint (refused here)", tags: []string{"1.0.0", "1.2.1", "1.2.2", "2.0.0", "latest", "gray", "grey"},
 		source:  []any{"tag_regex", "gr(a|e)y", "semver_constraint", "1.2.x"},
 		err:     "source.tag_regex: cannot be combined with source.semver_constraint",
 		differs: "refused: registry-image-resource silently drops the constraint; the source must say which rule it means"},
