@@ -69,7 +69,7 @@ func TestDockerImageResourceRefusals(t *testing.T) {
 		`"params":{"build":"b"},"version":{}`:                "version: unknown field (expected source, params)",
 		`"params":{"build":"b","cache":"yes","tag":"t"}`:     `params.cache: expected true or false, got "yes"`,
 		`"params":{"build":"b","client_certs":[]}`:           "params.client_certs: unknown field",
-		`"params":{"build":"b","content_trust":{}}`:          "params.content_trust: not supported yet",
+		`"params":{"build":"b","content_trust":{}}`:          "params.content_trust: not supported yet: Notary (Docker Content Trust) signing is not implemented",
 		`"params":{"build":"b","tag_as_latest":"sometimes"}`: `params.tag_as_latest: expected true or false, got "sometimes"`,
 	} {
 		err := out(`{"source":{"repository":"r"},` + request + `}`)
@@ -77,7 +77,7 @@ func TestDockerImageResourceRefusals(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", request, err, want)
 		}
 	}
-	if err := check(`{"source":{"repository":"r","aws_access_key_id":"a"}}`); err == nil || err.Error() != "source.aws_access_key_id: not supported yet" {
+	if err := check(`{"source":{"repository":"r","aws_access_key_id":"a"}}`); err == nil || !strings.HasPrefix(err.Error(), "source.aws_access_key_id: not supported yet: ECR sign-in is not implemented") {
 		t.Errorf("aws: %v", err)
 	}
 }

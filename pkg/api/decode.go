@@ -11,14 +11,34 @@ import (
 	"strings"
 )
 
-// notSupported lists fields of registry-image-resource and docker-image-resource that
-// this resource does not implement yet: they fail loudly instead of being ignored.
-var notSupported = map[string]bool{
-	"source.aws_access_key_id": true, "source.aws_secret_access_key": true, "source.aws_session_token": true,
-	"source.aws_region": true, "source.aws_role_arn": true, "source.aws_role_arns": true,
-	"source.aws_ecr_registry_id": true, "source.client_certs": true, "source.content_trust": true,
-	"params.content_trust": true,
+// notSupported lists fields of registry-image-resource and docker-image-resource that this
+// resource does not implement, with the reason or the way round: they fail in one line instead
+// of being ignored.
+var notSupported = map[string]string{
+	"source.aws_access_key_id":     ecrSignIn,
+	"source.aws_secret_access_key": ecrSignIn,
+	"source.aws_session_token":     ecrSignIn,
+	"source.aws_region":            ecrSignIn,
+	"source.aws_role_arn":          ecrSignIn,
+	"source.aws_role_arns":         ecrSignIn,
+	"source.aws_account_id":        ecrSignIn,
+	"source.aws_ecr_registry_id":   ecrSignIn,
+	"source.azure_acr":             acrSignIn,
+	"source.azure_client_id":       acrSignIn,
+	"source.azure_tenant_id":       acrSignIn,
+	"source.azure_environment":     acrSignIn,
+	"source.client_certs":          "TLS client certificates are not implemented",
+	"source.content_trust":         "Notary (Docker Content Trust) signing is not implemented",
+	"params.content_trust":         "Notary (Docker Content Trust) signing is not implemented",
+	"source.created_at_sort":       "tag_regex matches are reported in version order (all semver) or by name, never by creation time",
+	"source.pre_release_prefixes":  "only alpha, beta and rc suffixes are pre-releases; others are variants",
+	"source.platform":              "set platform in the get's params instead",
 }
+
+const (
+	ecrSignIn = "ECR sign-in is not implemented: set username AWS and a password from `aws ecr get-login-password` (the repository as its full URL)"
+	acrSignIn = "ACR managed-identity sign-in is not implemented: set username and password (an ACR token)"
+)
 
 // noEffect lists docker-image-resource's fields that mean nothing here, with the reason: they
 // are accepted, and a note says so.
@@ -162,8 +182,8 @@ func decodeStrict(data []byte, path string, v any) error {
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		full := path + "." + name
-		if notSupported[full] {
-			return fmt.Errorf("%s: not supported yet", full)
+		if reason, ok := notSupported[full]; ok {
+			return fmt.Errorf("%s: not supported yet: %s", full, reason)
 		}
 		return fmt.Errorf("%s: unknown field", full)
 	default:

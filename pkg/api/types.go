@@ -39,6 +39,10 @@ type Source struct {
 	Variant          string `json:"variant,omitempty"`
 	PreReleases      bool   `json:"pre_releases,omitempty"`
 
+	// registry-image-resource's: labels and manifest annotations whose key matches become get metadata.
+	LabelRegex      string `json:"label_regex,omitempty"`
+	AnnotationRegex string `json:"annotation_regex,omitempty"`
+
 	// docker-image-resource fields.
 	InsecureRegistries     []string `json:"insecure_registries,omitempty"`
 	MaxConcurrentDownloads int      `json:"max_concurrent_downloads,omitempty"`

@@ -191,6 +191,11 @@ func (s *Source) validate(raw json.RawMessage) error {
 	if (s.TagRegex != "" || s.SemverConstraint != "") && s.Tag != "" {
 		return fieldErr("source.tag", "cannot be combined with source.tag_regex or source.semver_constraint")
 	}
+	for field, expr := range map[string]string{"source.label_regex": s.LabelRegex, "source.annotation_regex": s.AnnotationRegex} {
+		if _, err := regexp.Compile(expr); err != nil {
+			return fieldErr(field, "expected a regular expression: %v", err)
+		}
+	}
 	for i, c := range s.CACerts {
 		if !isPEMCertificate(c.Cert) {
 			return fieldErr(fmt.Sprintf("source.ca_certs[%d]", i), "expected a PEM certificate")

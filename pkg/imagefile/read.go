@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -41,7 +42,11 @@ type Archive struct {
 	Name   string   // the reference it was saved under ("registry/repo:tag"), "" when unknown
 	Digest v1.Hash  // manifest digest of Image
 	Image  v1.Image // the image for the requested platform; layers read lazily, as stored
-	close  func() error
+	// GetDigest is the digest file of the get directory the image was found in: the digest the
+	// registry serves it under, which Digest is not when the archive was re-encoded (a docker
+	// archive) or holds one platform of an index. "" when there is no such file.
+	GetDigest string
+	close     func() error
 }
 
 // Close releases the open file behind the archive.
@@ -75,6 +80,7 @@ func Open(path string, platform v1.Platform) (*Archive, error) {
 		if saved := savedName(path); saved != "" {
 			a.Name = saved
 		}
+		a.GetDigest = savedDigest(path)
 	}
 	return a, nil
 }
@@ -146,6 +152,27 @@ func savedName(dir string) string {
 		ref += ":" + t
 	}
 	return ref
+}
+
+// savedDigest is the digest file of a get directory when it holds a sha256 digest, else "".
+func savedDigest(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "digest"))
+	if err != nil {
+		return ""
+	}
+	h, err := v1.NewHash(strings.TrimSpace(string(data)))
+	if err != nil || h.Algorithm != "sha256" {
+		return ""
+	}
+	return h.String()
+}
+
+// RegistryDigest is the digest to name the image by: the get's digest when known, else Digest.
+func (a *Archive) RegistryDigest() string {
+	if a.GetDigest != "" {
+		return a.GetDigest
+	}
+	return a.Digest.String()
 }
 
 func openDockerArchive(path, ref string) (*Archive, error) {
@@ -457,4 +484,32 @@ func (r *seekReader) Seek(offset int64, whence int) (int64, error) {
 		r.pos = pos
 	}
 	return pos, err
+}
+
+// SavedIndex is the multi-platform index an OCI layout directory holds, nil when it holds one
+// image: the only entry of index.json when that entry is an index (this resource's oci-layout
+// gets), or index.json itself when it lists several images each for a platform
+// (registry-image-resource's). Blobs are read lazily; a registry refuses any whose bytes do not
+// match its digest.
+func SavedIndex(dir string) (v1.ImageIndex, error) {
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s/index.json: %w", dir, err)
+	}
+	if len(m.Manifests) == 1 && m.Manifests[0].MediaType.IsIndex() {
+		return idx.ImageIndex(m.Manifests[0].Digest)
+	}
+	if len(m.Manifests) < 2 {
+		return nil, nil
+	}
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() || d.Platform == nil {
+			return nil, nil
+		}
+	}
+	return idx, nil
 }

@@ -21,27 +21,23 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/extract"
 )
 
-// Metadata is what Concourse needs to run a rootfs as a task image (metadata.json).
+// Metadata is what Concourse needs to run a rootfs as a task image (metadata.json), with the
+// entrypoint and command registry-image-resource adds.
 type Metadata struct {
-	Env  []string `json:"env"`
-	User string   `json:"user"`
+	Env        []string `json:"env"`
+	User       string   `json:"user"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
 }
 
-// WriteRootfs unpacks the image's layers into dir/rootfs and writes dir/metadata.json. rootfs/
-// appears only when every layer unpacked and matched its digest (see package extract).
-func WriteRootfs(dir string, img v1.Image) error {
+// WriteMetadata writes dir/metadata.json from the image's config.
+func WriteMetadata(dir string, img v1.Image) error {
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("list layers: %w", err)
-	}
-	if err := extract.Layers(layers, filepath.Join(dir, "rootfs")); err != nil {
-		return fmt.Errorf("unpack rootfs: %w", err)
-	}
-	meta, err := json.Marshal(Metadata{Env: cfg.Config.Env, User: cfg.Config.User})
+	c := cfg.Config
+	meta, err := json.Marshal(Metadata{Env: c.Env, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd})
 	if err != nil {
 		return err
 	}
@@ -49,6 +45,19 @@ func WriteRootfs(dir string, img v1.Image) error {
 		_, err := w.Write(meta)
 		return err
 	})
+}
+
+// WriteRootfs unpacks the image's layers into dir/rootfs and writes dir/metadata.json. rootfs/
+// appears only when every layer unpacked and matched its digest (see package extract).
+func WriteRootfs(dir string, img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("list layers: %w", err)
+	}
+	if err := extract.Layers(layers, filepath.Join(dir, "rootfs")); err != nil {
+		return fmt.Errorf("unpack rootfs: %w", err)
+	}
+	return WriteMetadata(dir, img)
 }
 
 // Import makes a one-layer image of a root filesystem tarball (import_file), for the running platform.

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -50,12 +51,33 @@ func Parse(data []byte) (map[string]string, error) {
 		return map[string]string{}, nil
 	}
 	if trimmed[0] == '{' {
-		return parseStructured(trimmed, "a JSON object")
+		return parseJSON(trimmed)
 	}
 	if looksLikeKeyValue(trimmed) {
 		return parseLines(trimmed)
 	}
 	return parseStructured(trimmed, "a YAML mapping or KEY=VALUE lines")
+}
+
+// parseJSON reads a file that starts with '{' as JSON only, as docker-image-resource (jq) did:
+// YAML's flow style ("{foo}") is refused, not read as {"foo": null}.
+func parseJSON(data []byte) (map[string]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw map[string]any
+	err := dec.Decode(&raw)
+	if err == nil && dec.More() {
+		err = fmt.Errorf("data after the object at byte %d", dec.InputOffset())
+	}
+	if err != nil {
+		msg := "expected a JSON object"
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			msg = fmt.Sprintf("%s: not valid JSON at byte %d", msg, syntax.Offset)
+		}
+		return nil, &Error{Msg: msg, Detailed: msg} // nothing of the file quoted
+	}
+	return stringValues(raw)
 }
 
 func parseStructured(data []byte, what string) (map[string]string, error) {
@@ -65,6 +87,11 @@ func parseStructured(data []byte, what string) (map[string]string, error) {
 		detail := strings.TrimPrefix(firstLine(err.Error()), "error converting YAML to JSON: ")
 		return nil, &Error{Msg: msg, Detailed: msg + ": " + detail, Quoted: detail} // the parser may quote the text
 	}
+	return stringValues(raw)
+}
+
+// stringValues turns a decoded object's scalar values into strings.
+func stringValues(raw map[string]any) (map[string]string, error) {
 	out := make(map[string]string, len(raw))
 	for key, value := range raw {
 		switch v := value.(type) {

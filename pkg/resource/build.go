@@ -108,6 +108,9 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env); err != nil {
 		return nil, err
 	}
+	if opts.CACertsDir, err = writeCACerts(workDir, req.Source.CACerts); err != nil {
+		return nil, err
+	}
 	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
 	if err != nil {
 		return nil, err
@@ -362,7 +365,7 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	}
 	described := make([]dockerfile.Base, len(archives))
 	for i, a := range archives {
-		described[i] = dockerfile.Base{Name: a.Name, Digest: a.Digest.String()}
+		described[i] = dockerfile.Base{Name: a.Name, Digest: a.RegistryDigest()}
 	}
 	mapping := dockerfile.MapBases(refs, described)
 	for _, w := range mapping.Warnings {
@@ -388,9 +391,27 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	}
 	bases := make([]build.Base, len(archives))
 	for i, a := range archives {
-		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.Digest.String(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
+		bases[i] = build.Base{Names: slices.Sorted(maps.Keys(names[i])), Digest: a.RegistryDigest(), Transport: string(a.Format), Path: a.Path, Image: a.Image}
 	}
 	return bases, nil
+}
+
+// writeCACerts writes the source's CA certificates into workDir/certs as *.crt for the build's
+// pulls (FROM, cache), as docker-image-resource installed them for docker build; "" when none.
+func writeCACerts(workDir string, certs []api.CACert) (string, error) {
+	if len(certs) == 0 {
+		return "", nil
+	}
+	dir := filepath.Join(workDir, "certs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("source.ca_certs: %w", err)
+	}
+	for i, c := range certs {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ca-%d.crt", i)), []byte(c.Cert), 0o600); err != nil {
+			return "", fmt.Errorf("source.ca_certs[%d]: %w", i, err)
+		}
+	}
+	return dir, nil
 }
 
 // writeSecrets gives each build secret a file, written 0600 into the private work dir: an env

@@ -26,8 +26,8 @@ func Check(ctx context.Context, env Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if src.TagRegex == "" && src.SemverConstraint == "" {
-		return checkTag(client, src.TagOrDefault())
+	if !discovers(src) {
+		return checkTag(client, src.TagOrDefault(), req.Version, env)
 	}
 	all, err := client.Tags()
 	if err != nil {
@@ -40,15 +40,53 @@ func Check(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	env.Log.Debugf("check: %d of %d tags match", len(tags), len(all))
-	return versionsSince(client, tags, req.Version)
+	versions, err := versionsSince(client, tags, req.Version)
+	if err != nil || src.TagRegex != "" {
+		return versions, err
+	}
+	return onePerDigest(versions), nil
 }
 
-func checkTag(client *registry.Client, tag string) ([]api.Version, error) {
+// onePerDigest keeps, of semver versions sharing a digest, the highest (the last), as
+// registry-image-resource does: 1.0.0-rc.1 pushed again as 1.0.0 is one version, 1.0.0.
+func onePerDigest(versions []api.Version) []api.Version {
+	last := map[string]int{}
+	for i, v := range versions {
+		last[v.Digest] = i
+	}
+	out := []api.Version{}
+	for i, v := range versions {
+		if last[v.Digest] == i {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// checkTag reports the tag's current digest, preceded by the requested version's when that is
+// another digest the repository still serves, as docker-image-resource and registry-image-resource
+// do: Concourse then keeps the requested version and adds the current one after it.
+// discovers says whether check lists tags (tag_regex and semver modes) rather than following one.
+// A source with only a repository follows latest, as docker-image-resource; one with a variant or
+// pre_releases and no tag discovers semver tags, as registry-image-resource.
+func discovers(src api.Source) bool {
+	return src.TagRegex != "" || src.SemverConstraint != "" || (src.Tag == "" && (src.Variant != "" || src.PreReleases))
+}
+
+func checkTag(client *registry.Client, tag string, since *api.Version, env Env) ([]api.Version, error) {
 	desc, err := client.Head(tag)
 	if err != nil || desc == nil {
 		return []api.Version{}, err
 	}
-	return []api.Version{{Digest: desc.Digest.String(), Tag: tag}}, nil
+	current := api.Version{Digest: desc.Digest.String(), Tag: tag}
+	if since == nil || since.Digest == "" || since.Digest == current.Digest {
+		return []api.Version{current}, nil
+	}
+	if _, err := client.Get(since.Digest, runningPlatform()); err != nil {
+		env.Log.Debugf("check: the requested version %s is gone (%v): reporting the current one only", since.Digest, err)
+		return []api.Version{current}, nil
+	}
+	return []api.Version{{Digest: since.Digest, Tag: tag}, current}, nil
 }
 
 // versionsSince resolves the tags to versions, from the requested one on when it is among them.

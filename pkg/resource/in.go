@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -16,9 +20,10 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
-// In saves the version's image into the work directory, fetched by digest: image.tar (format oci),
-// oci/ (oci-layout) or rootfs/ (rootfs), plus docker-image-resource's image (save) and rootfs/
-// (rootfs: true), and always the files repository, tag, digest, image-id and labels.json.
+// In saves the version's image into the work directory, fetched by digest: image.tar (format oci,
+// the default), oci/ (oci-layout) or rootfs/ (rootfs), and docker-image-resource's image (save)
+// and rootfs.tar with rootfs/ (rootfs: true); then metadata.json and docker_inspect.json; and always the
+// files repository, tag, digest, image-id and labels.json.
 // Each layer is downloaded once: later files are made from the first one written.
 func In(ctx context.Context, env Env) (any, error) {
 	dir, err := env.Dir()
@@ -26,7 +31,6 @@ func In(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	req, err := api.DecodeIn(env.Stdin)
-	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +47,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	if params.Platform != nil {
 		platform = *params.Platform
 	}
-	client, err := registry.New(ctx, src, env.Log, env.hideSent())
+	client, err := registry.New(ctx, src, env.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -62,69 +66,184 @@ func In(ctx context.Context, env Env) (any, error) {
 	}
 	if !params.SkipDownload {
 		env.Log.Infof("fetching %s@%s (%s, %d MB)", client.Name(), req.Version.Digest, platform, size>>20)
-		if err := saveImage(dir, params, ref, fetched, env); err != nil {
+		if err := saveImage(dir, params, ref, req.Version.Digest, fetched, env); err != nil {
 			return nil, err
 		}
 	}
-	return api.Response{Version: req.Version, Metadata: []api.MetadataField{
+	extra, err := matchingMetadata(img, src)
+	if err != nil {
+		return nil, err
+	}
+	return api.Response{Version: req.Version, Metadata: append([]api.MetadataField{
 		{Name: "repository", Value: client.Name()},
 		{Name: "tag", Value: tag},
 		{Name: "digest", Value: req.Version.Digest},
 		{Name: "platform", Value: platform.String()},
 		{Name: "size", Value: strconv.FormatInt(size, 10)},
-	}}, nil
+	}, extra...)}, nil
 }
 
-// saveImage writes the files the params ask for. The first archive is fetched from the registry;
-// the rest are made from it.
-func saveImage(dir string, params api.InParams, ref string, fetched *registry.Fetched, env Env) error {
-	img, meter, err := progress.Image(fetched.Image, env.Log, "downloaded")
+// matchingMetadata are the image's labels whose key matches source.label_regex, then its
+// manifest annotations matching source.annotation_regex, each sorted by key
+// (registry-image-resource's get metadata).
+func matchingMetadata(img v1.Image, src api.Source) ([]api.MetadataField, error) {
+	var out []api.MetadataField
+	if src.LabelRegex != "" {
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("read image config: %w", err)
+		}
+		out = append(out, matching(src.LabelRegex, cfg.Config.Labels)...)
+	}
+	if src.AnnotationRegex != "" {
+		m, err := img.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("read manifest: %w", err)
+		}
+		out = append(out, matching(src.AnnotationRegex, m.Annotations)...)
+	}
+	return out, nil
+}
+
+// matching are the entries whose key matches expr (validated when the request was read), by key.
+func matching(expr string, values map[string]string) []api.MetadataField {
+	re := regexp.MustCompile(expr)
+	var out []api.MetadataField
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if re.MatchString(k) {
+			out = append(out, api.MetadataField{Name: k, Value: values[k]})
+		}
+	}
+	return out
+}
+
+// outputs are the files a get writes. An explicit format is written as asked. Without one,
+// docker-image-resource's save and rootfs say what is written, as there (image; rootfs.tar and
+// rootfs/); with neither, format oci.
+type outputs struct {
+	ociArchive, ociLayout, rootfsDir bool // image.tar, oci/, rootfs/
+	dockerArchive, rootfsTar         bool // image, rootfs.tar
+}
+
+func wanted(p api.InParams) outputs {
+	format := p.Format
+	if format == "" && !p.Save && !p.Rootfs {
+		format = "oci"
+	}
+	return outputs{
+		ociArchive: format == "oci", ociLayout: format == "oci-layout", rootfsDir: format == "rootfs" || p.Rootfs,
+		dockerArchive: p.Save, rootfsTar: p.Rootfs,
+	}
+}
+
+// saveImage writes the files the params ask for, then metadata.json and docker_inspect.json.
+// The first archive is fetched from the registry; the files after it are made from it.
+func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, env Env) error {
+	src, err := newFetchOnce(fetched.Image, env)
 	if err != nil {
 		return err
 	}
-	local := func(path string) error {
-		meter.Done()
-		a, err := imagefile.Open(path, v1.Platform{})
-		if err != nil {
-			return err
-		}
-		img = a.Image // the files below are made from the local copy
+	out := wanted(params)
+	if err := writeArchives(dir, out, ref, fetched, src); err != nil {
+		return err
+	}
+	if err := writeFilesystems(dir, src.img, out); err != nil {
+		return err
+	}
+	src.done()
+	if err := imagefile.WriteMetadata(dir, src.img); err != nil {
+		return err
+	}
+	return imagefile.WriteInspect(dir, src.img, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
+}
+
+// fetchOnce is the image files are made from: the registry's, metered, until an archive of it is
+// written, then that archive's, so each layer is downloaded once.
+type fetchOnce struct {
+	img    v1.Image
+	meter  *progress.Meter
+	remote bool
+}
+
+func newFetchOnce(img v1.Image, env Env) (*fetchOnce, error) {
+	metered, meter, err := progress.Image(img, env.Log, "downloaded")
+	if err != nil {
+		return nil, err
+	}
+	return &fetchOnce{img: metered, meter: meter, remote: true}, nil
+}
+
+// written switches to the archive at path, when the image still came from the registry.
+func (f *fetchOnce) written(path string) error {
+	if !f.remote {
 		return nil
 	}
-	switch params.Format {
-	case "", "oci":
+	f.done()
+	a, err := imagefile.Open(path, v1.Platform{})
+	if err != nil {
+		return err
+	}
+	f.img = a.Image
+	return nil
+}
+
+// done logs the download's last line, once.
+func (f *fetchOnce) done() {
+	if f.remote {
+		f.meter.Done()
+		f.remote = false
+	}
+}
+
+// writeArchives writes image.tar (format oci), oci/ (format oci-layout) and image (save: true).
+func writeArchives(dir string, out outputs, ref string, fetched *registry.Fetched, src *fetchOnce) error {
+	if out.ociArchive {
 		path := filepath.Join(dir, "image.tar")
-		if err := imagefile.WriteOCIArchive(path, img, ref); err != nil {
+		if err := imagefile.WriteOCIArchive(path, src.img, ref); err != nil {
 			return err
 		}
-		if err := local(path); err != nil {
-			return err
-		}
-	case "oci-layout":
-		var item any = img
-		if fetched.Index != nil {
-			if err := fetched.CheckConfigs(); err != nil {
-				return fmt.Errorf("fetch %s: %w", ref, err)
-			}
-			item = fetched.Index // the whole index, every platform
-		}
-		if err := imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref); err != nil {
+		if err := src.written(path); err != nil {
 			return err
 		}
 	}
-	if params.Save {
+	if out.ociLayout {
+		if err := writeLayout(dir, src.img, fetched, ref); err != nil {
+			return err
+		}
+	}
+	if out.dockerArchive {
 		path := filepath.Join(dir, "image")
-		if err := imagefile.WriteDockerArchive(path, img, ref); err != nil {
+		if err := imagefile.WriteDockerArchive(path, src.img, ref); err != nil {
 			return err
 		}
-		if err := local(path); err != nil {
-			return err
-		}
+		return src.written(path)
 	}
-	if params.Format == "rootfs" || params.Rootfs {
-		if err := imagefile.WriteRootfs(dir, img); err != nil {
-			return err
+	return nil
+}
+
+// writeLayout writes oci/: the whole index when the version is one, every platform.
+func writeLayout(dir string, img v1.Image, fetched *registry.Fetched, ref string) error {
+	var item any = img
+	if fetched.Index != nil {
+		if err := fetched.CheckConfigs(); err != nil {
+			return fmt.Errorf("fetch %s: %w", ref, err)
 		}
+		item = fetched.Index // the whole index, every platform
+	}
+	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref)
+}
+
+// writeFilesystems writes rootfs/ (format: rootfs, rootfs: true) and then rootfs.tar from it
+// (rootfs: true).
+func writeFilesystems(dir string, img v1.Image, out outputs) error {
+	if !out.rootfsDir {
+		return nil
+	}
+	if err := imagefile.WriteRootfs(dir, img); err != nil {
+		return err
+	}
+	if out.rootfsTar {
+		return imagefile.WriteRootfsTar(dir)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
@@ -48,7 +49,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 
-	var img v1.Image
+	var img remote.Taggable
 	var metadata []api.MetadataField
 	if params.Build != "" {
 		built, err := buildImage(ctx, dir, req, env, tagList[0])
@@ -63,7 +64,9 @@ func Out(ctx context.Context, env Env) (any, error) {
 			return nil, err
 		}
 		defer archive.Close()
-		img = client.MountFrom(archive.Image, layerSources(archive))
+		if img, err = readyTaggable(client, archive, params, env); err != nil {
+			return nil, err
+		}
 	}
 
 	start := time.Now()
@@ -76,7 +79,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	size, err := imageSize(img)
+	size, err := taggableSize(img)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +94,55 @@ func Out(ctx context.Context, env Env) (any, error) {
 			{Name: "size", Value: strconv.FormatInt(size, 10)},
 		}, metadata...),
 	}, nil
+}
+
+// readyTaggable is what a put without a build pushes: the whole index when params.image names an
+// OCI layout holding one (a get with format oci-layout: every platform, the digest unchanged, as
+// registry-image-resource), else the archive's image.
+func readyTaggable(client *registry.Client, archive *imagefile.Archive, p api.OutParams, env Env) (remote.Taggable, error) {
+	if p.Image != "" && archive.Format == imagefile.OCILayout {
+		idx, err := imagefile.SavedIndex(archive.Path)
+		if err != nil {
+			return nil, fmt.Errorf("params.image: %w", err)
+		}
+		if idx != nil {
+			m, err := idx.IndexManifest()
+			if err != nil {
+				return nil, fmt.Errorf("params.image: %w", err)
+			}
+			env.Log.Infof("params.image: %s holds an index of %d images: pushing all of it", p.Image, len(m.Manifests))
+			return idx, nil
+		}
+	}
+	return client.MountFrom(archive.Image, layerSources(archive)), nil
+}
+
+// taggableSize is the bytes of an image's config and layers, or of every image of an index.
+func taggableSize(t remote.Taggable) (int64, error) {
+	idx, ok := t.(v1.ImageIndex)
+	if !ok {
+		return imageSize(t.(v1.Image))
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return 0, fmt.Errorf("read index: %w", err)
+	}
+	var total int64
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() {
+			continue
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return 0, fmt.Errorf("image %s: %w", d.Digest, err)
+		}
+		size, err := imageSize(img)
+		if err != nil {
+			return 0, err
+		}
+		total += size
+	}
+	return total, nil
 }
 
 // readyImage opens the image a put pushes without building: image (a glob), load, load_file or import_file.

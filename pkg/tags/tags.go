@@ -43,13 +43,29 @@ func Resolve(dir string, p Params, existing func() ([]string, error)) ([]string,
 		out = append(out, "latest")
 	}
 	if p.AdditionalTags != "" {
-		extra, err := readTags(dir, p.AdditionalTags, "params.additional_tags")
+		extra, err := additionalTags(dir, p)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, extra...)
 	}
 	return unique(out), nil
+}
+
+// additionalTags reads additional_tags. Without a tag_file, tag_prefix goes on each of them, as
+// registry-image-resource does; with one it goes on the tag file's tag only, as docker-image-resource.
+func additionalTags(dir string, p Params) ([]string, error) {
+	tags, err := readTags(dir, p.AdditionalTags, "params.additional_tags")
+	if err != nil || p.TagFile != "" || p.TagPrefix == "" {
+		return tags, err
+	}
+	for i, tag := range tags {
+		tags[i] = p.TagPrefix + tag
+		if !api.ValidTag(tags[i]) {
+			return nil, fmt.Errorf("params.tag_prefix: %q with additional tag %d makes %d characters, more than a tag's 128", p.TagPrefix, i+1, len(tags[i]))
+		}
+	}
+	return tags, nil
 }
 
 func primaryTag(dir string, p Params) (string, error) {
