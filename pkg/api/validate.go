@@ -240,11 +240,9 @@ func (p InParams) validate() error {
 	return nil
 }
 
-// notes says which source fields are accepted with no effect.
+// notes says which source fields are accepted with no effect: none today (max_concurrent_downloads
+// bounds the parallel layer fetches of a get).
 func (s Source) notes() []string {
-	if s.MaxConcurrentDownloads != 0 {
-		return []string{"source.max_concurrent_downloads: has no effect here (downloads are not limited)"}
-	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -117,9 +118,10 @@ func writeEntry(tw *tar.Writer, name string, data []byte) error {
 }
 
 // WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in
-// index.json. The layout is written beside dir and renamed to dir only when every blob in it
-// matches its digest, so a failed or tampered download leaves nothing.
-func WriteOCILayout(dir string, item any, refName string) (err error) {
+// index.json. Blobs found in the seed blob directories (blobs/<algorithm>/<hex>, e.g. a Staged
+// image's) are linked in rather than read again. The layout is written beside dir and renamed to
+// dir only when every blob in it matches its digest, so a failed or tampered download leaves nothing.
+func WriteOCILayout(dir string, item any, refName string, seeds ...string) (err error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+"-*")
 	if err != nil {
 		return err
@@ -129,6 +131,11 @@ func WriteOCILayout(dir string, item any, refName string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
+	for _, seed := range seeds {
+		if err := linkBlobs(seed, filepath.Join(tmp, "blobs")); err != nil {
+			return fmt.Errorf("write layout %s: %w", dir, err)
+		}
+	}
 	if err := writeLayout(tmp, item, refName); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
@@ -158,6 +165,39 @@ func writeLayout(dir string, item any, refName string) error {
 	default:
 		return fmt.Errorf("cannot write %T as a layout", item)
 	}
+}
+
+// linkBlobs hard-links (or, across file systems, copies) every blob under from into to.
+func linkBlobs(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(to, rel)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		if os.Link(path, target) == nil {
+			return nil
+		}
+		return copyFile(path, target)
+	})
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	return writeAtomically(to, func(w io.Writer) error {
+		_, err := io.Copy(w, src)
+		return err
+	})
 }
 
 // verifyBlobs checks that every file under blobs/<algorithm>/ hashes to its name.

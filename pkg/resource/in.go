@@ -24,13 +24,14 @@ import (
 // the default), oci/ (oci-layout) or rootfs/ (rootfs), and docker-image-resource's image (save)
 // and rootfs.tar with rootfs/ (rootfs: true); then metadata.json and docker_inspect.json; and always the
 // files repository, tag, digest, image-id and labels.json.
-// Each layer is downloaded once: later files are made from the first one written.
+// Each blob is downloaded once, layers in parallel (see saveImage).
 func In(ctx context.Context, env Env) (any, error) {
 	dir, err := env.Dir()
 	if err != nil {
 		return nil, err
 	}
 	req, err := api.DecodeIn(env.Stdin)
+	env.hide(req.Source.Secrets()) // what was decoded, even from a request that is not valid
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +48,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	if params.Platform != nil {
 		platform = *params.Platform
 	}
-	client, err := registry.New(ctx, src, env.Log)
+	client, err := registry.New(ctx, src, env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +67,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	}
 	if !params.SkipDownload {
 		env.Log.Infof("fetching %s@%s (%s, %d MB)", client.Name(), req.Version.Digest, platform, size>>20)
-		if err := saveImage(dir, params, ref, req.Version.Digest, fetched, env); err != nil {
+		if err := saveImage(dir, params, ref, req.Version.Digest, fetched, src.MaxConcurrentDownloads, env); err != nil {
 			return nil, err
 		}
 	}
@@ -137,100 +138,62 @@ func wanted(p api.InParams) outputs {
 }
 
 // saveImage writes the files the params ask for, then metadata.json and docker_inspect.json.
-// The first archive is fetched from the registry; the files after it are made from it.
-func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, env Env) error {
-	src, err := newFetchOnce(fetched.Image, env)
+// The image's blobs cross the link once: fetched in parallel (source.max_concurrent_downloads at
+// a time), each checked against its digest, into a private directory of the volume that every
+// file is then made from, and that is removed at the end.
+func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, jobs int, env Env) error {
+	metered, meter, err := progress.Image(fetched.Image, env.Log, "downloaded")
 	if err != nil {
 		return err
 	}
+	staged, err := imagefile.Stage(metered, dir, jobs)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", ref, err)
+	}
+	defer staged.Close()
+	meter.Done()
 	out := wanted(params)
-	if err := writeArchives(dir, out, ref, fetched, src); err != nil {
+	if err := writeArchives(dir, out, ref, fetched, staged); err != nil {
 		return err
 	}
-	if err := writeFilesystems(dir, src.img, out); err != nil {
+	if err := writeFilesystems(dir, staged.Image, out); err != nil {
 		return err
 	}
-	src.done()
-	if err := imagefile.WriteMetadata(dir, src.img); err != nil {
+	if err := imagefile.WriteMetadata(dir, staged.Image); err != nil {
 		return err
 	}
-	return imagefile.WriteInspect(dir, src.img, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
-}
-
-// fetchOnce is the image files are made from: the registry's, metered, until an archive of it is
-// written, then that archive's, so each layer is downloaded once.
-type fetchOnce struct {
-	img    v1.Image
-	meter  *progress.Meter
-	remote bool
-}
-
-func newFetchOnce(img v1.Image, env Env) (*fetchOnce, error) {
-	metered, meter, err := progress.Image(img, env.Log, "downloaded")
-	if err != nil {
-		return nil, err
-	}
-	return &fetchOnce{img: metered, meter: meter, remote: true}, nil
-}
-
-// written switches to the archive at path, when the image still came from the registry.
-func (f *fetchOnce) written(path string) error {
-	if !f.remote {
-		return nil
-	}
-	f.done()
-	a, err := imagefile.Open(path, v1.Platform{})
-	if err != nil {
-		return err
-	}
-	f.img = a.Image
-	return nil
-}
-
-// done logs the download's last line, once.
-func (f *fetchOnce) done() {
-	if f.remote {
-		f.meter.Done()
-		f.remote = false
-	}
+	return imagefile.WriteInspect(dir, staged.Image, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
 }
 
 // writeArchives writes image.tar (format oci), oci/ (format oci-layout) and image (save: true).
-func writeArchives(dir string, out outputs, ref string, fetched *registry.Fetched, src *fetchOnce) error {
+func writeArchives(dir string, out outputs, ref string, fetched *registry.Fetched, staged *imagefile.Staged) error {
 	if out.ociArchive {
-		path := filepath.Join(dir, "image.tar")
-		if err := imagefile.WriteOCIArchive(path, src.img, ref); err != nil {
-			return err
-		}
-		if err := src.written(path); err != nil {
+		if err := imagefile.WriteOCIArchive(filepath.Join(dir, "image.tar"), staged.Image, ref); err != nil {
 			return err
 		}
 	}
 	if out.ociLayout {
-		if err := writeLayout(dir, src.img, fetched, ref); err != nil {
+		if err := writeLayout(dir, staged, fetched, ref); err != nil {
 			return err
 		}
 	}
 	if out.dockerArchive {
-		path := filepath.Join(dir, "image")
-		if err := imagefile.WriteDockerArchive(path, src.img, ref); err != nil {
-			return err
-		}
-		return src.written(path)
+		return imagefile.WriteDockerArchive(filepath.Join(dir, "image"), staged.Image, ref)
 	}
 	return nil
 }
 
-// writeLayout writes oci/: the whole index when the version is one, every platform.
-func writeLayout(dir string, img v1.Image, fetched *registry.Fetched, ref string) error {
-	var item any = img
+// writeLayout writes oci/: the whole index when the version is one, every platform; the staged
+// platform's blobs are linked in, not fetched again.
+func writeLayout(dir string, staged *imagefile.Staged, fetched *registry.Fetched, ref string) error {
+	var item any = staged.Image
 	if fetched.Index != nil {
 		if err := fetched.CheckConfigs(); err != nil {
 			return fmt.Errorf("fetch %s: %w", ref, err)
 		}
 		item = fetched.Index // the whole index, every platform
 	}
-	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref)
+	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref, staged.Blobs())
 }
 
 // writeFilesystems writes rootfs/ (format: rootfs, rootfs: true) and then rootfs.tar from it

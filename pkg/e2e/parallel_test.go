@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// blobGate is a proxy in front of a registry that holds each blob download until want of them
+// are open at once (or a generous deadline passes, so a serial client fails instead of hanging),
+// and records the most it saw open together.
+type blobGate struct {
+	mu         sync.Mutex
+	open, most int
+	want       int
+	all        chan struct{}
+	once       sync.Once
+	config     string // not a layer: passed at once
+}
+
+func (g *blobGate) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || strings.HasSuffix(r.URL.Path, g.config) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		g.mu.Lock()
+		g.open++
+		g.most = max(g.most, g.open)
+		if g.open >= g.want {
+			g.once.Do(func() { close(g.all) })
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.all:
+		case <-time.After(10 * time.Second):
+		}
+		next.ServeHTTP(w, r)
+		g.mu.Lock()
+		g.open--
+		g.mu.Unlock()
+	})
+}
+
+// TestGetFetchesLayersInParallelOnce: a get of a 7-layer image with max_concurrent_downloads 3
+// has exactly 3 layer downloads open at once, and writes image.tar, image (save) and rootfs/
+// (rootfs: true) from one download of each blob.
+func TestGetFetchesLayersInParallelOnce(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	img := testharness.MultiLayerImage(t, 6, 256<<10)
+	digest := reg.Push(t, reg.Ref("layers:1"), img)
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &blobGate{want: 3, all: make(chan struct{}), config: config.String()}
+	target, _ := url.Parse("http://" + reg.Host)
+	proxy := httptest.NewServer(gate.handler(httputil.NewSingleHostReverseProxy(target)))
+	t.Cleanup(proxy.Close)
+	via := &testharness.Registry{Host: proxy.Listener.Addr().String(), Insecure: true}
+
+	reg.ResetRequests()
+	dir := t.TempDir()
+	res := testharness.Run(t, "in", map[string]any{
+		"source":  source(via, "layers", "max_concurrent_downloads", 3),
+		"version": map[string]string{"digest": digest.String()},
+		"params":  map[string]any{"format": "oci", "save": true, "rootfs": true},
+	}, dir)
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d", res.ExitCode)
+	}
+	if gate.most != 3 {
+		t.Errorf("%d layer downloads were open at once, want 3 (max_concurrent_downloads)", gate.most)
+	}
+	seen := map[string]int{}
+	for _, r := range reg.Requests() {
+		if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
+			seen[r.Path]++
+		}
+	}
+	for path, n := range seen {
+		if n != 1 {
+			t.Errorf("%s downloaded %d times, want once", path, n)
+		}
+	}
+	layers, _ := img.Layers()
+	if len(seen) != len(layers)+1 { // and the config
+		t.Errorf("%d blobs downloaded, want %d", len(seen), len(layers)+1)
+	}
+	for _, f := range []string{"image.tar", "image", "rootfs", "rootfs.tar", "metadata.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if entries, _ := filepath.Glob(filepath.Join(dir, ".*")); len(entries) != 0 {
+		t.Errorf("staging left in the volume: %v", entries)
+	}
+}
