@@ -49,6 +49,11 @@ type Options struct {
 	// Labels are laid over the built image's config (after the build: they are no step).
 	Labels map[string]string
 	Target string
+	// Platform is the platform to build for, "os/arch[/variant]". "" builds for the running
+	// platform with no choice made (each base as it is). Set, it is buildah's --platform: bases
+	// and pulls are that platform's, TARGETPLATFORM, TARGETOS, TARGETARCH and TARGETVARIANT say
+	// it, and a RUN of a foreign architecture runs under the emulation the caller set up.
+	Platform string
 	// Secrets maps a secret id to the path of a file holding it, for
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
@@ -270,7 +275,7 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 	if err != nil {
 		return define.BuildOptions{}, err
 	}
-	return define.BuildOptions{
+	buildOpts := define.BuildOptions{
 		ContextDirectory: opts.ContextDir,
 		PullPolicy:       define.PullIfMissing, // a loaded base is never looked up in a registry
 		Isolation:        define.IsolationChroot,
@@ -296,7 +301,21 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 		NetworkInterface:        hostNetwork{},
 		MaxPullPushRetries:      2,
 		PullPushRetryDelay:      2 * time.Second,
-	}, nil
+	}
+	if opts.Platform != "" {
+		withPlatform(&buildOpts, env)
+	}
+	return buildOpts, nil
+}
+
+// withPlatform builds for env's platform choice. With a platform chosen, buildah's "missing"
+// pull policy asks the registry whether a base in storage is the newest for that platform, so
+// when every FROM is a loaded base the policy is "never": no registry contact, as without one.
+func withPlatform(o *define.BuildOptions, env *environment) {
+	o.Platforms = []struct{ OS, Arch, Variant string }{{env.sys.OSChoice, env.sys.ArchitectureChoice, env.sys.VariantChoice}}
+	if !env.pulls {
+		o.PullPolicy = define.PullNever
+	}
 }
 
 func withDefaults(opts Options) (Options, error) {

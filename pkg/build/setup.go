@@ -29,6 +29,7 @@ type environment struct {
 	manifestType string // define.OCIv1ImageManifest or define.Dockerv2ImageManifest
 	ulimits      []string
 	secrets      []string
+	pulls        bool // a FROM is not a loaded base: the build pulls it
 }
 
 func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
@@ -61,6 +62,7 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 	if err != nil {
 		return nil, err
 	}
+	env.pulls = len(hosts) > 0
 	if opts.CacheRepo != "" {
 		repo, err := name.NewRepository(opts.CacheRepo)
 		if err != nil {
@@ -101,7 +103,25 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 		// FROM ubuntu means docker.io/library/ubuntu, as with docker build.
 		PodmanOnlyShortNamesIgnoreRegistriesConfAndForceDockerHub: true,
 	}
+	if opts.Platform != "" {
+		if err := choosePlatform(env.sys, opts.Platform); err != nil {
+			return nil, err
+		}
+	}
 	return env, nil
+}
+
+// choosePlatform makes sys pick platform ("os/arch[/variant]") in image indexes.
+func choosePlatform(sys *types.SystemContext, platform string) error {
+	parts := strings.Split(platform, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("build options: platform %q: expected os/arch[/variant]", platform)
+	}
+	sys.OSChoice, sys.ArchitectureChoice = parts[0], parts[1]
+	if len(parts) == 3 {
+		sys.VariantChoice = parts[2]
+	}
+	return nil
 }
 
 // currentUlimits keeps RUN at the current nofile/nproc limits: buildah would
