@@ -50,17 +50,21 @@ var concourseVars = []string{"BUILD_ID", "BUILD_NAME", "BUILD_JOB_NAME", "BUILD_
 // gets saved (every FROM naming one uses it, unchanged), refuses uncovered FROMs when offline,
 // computes the cache keys and reads the cache images the params name, and then either reuses a
 // cache image that has every step (nothing runs) or builds with buildah, reusing the steps that
-// hit. tag is the tag being pushed, the default cache_tag.
-func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, tag string) (_ *builtImage, err error) {
+// hit. tag is the tag being pushed, the default cache_tag. target is the platform to build for:
+// the running one, with no platform choice made, when nil.
+func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, tag string, target *api.Platform) (_ *builtImage, err error) {
 	p := req.Params
 	opts, dockerfileText, err := buildOptions(dir, req, env)
 	if err != nil {
 		return nil, err
 	}
+	if target != nil {
+		opts.Platform = target.String()
+	}
 	if err := checkParamDirs(dir, p); err != nil {
 		return nil, err
 	}
-	bases, closeBases, err := openBases(dir, p)
+	bases, closeBases, err := openBases(dir, p, target, env)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +75,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 			out.close()
 		}
 	}()
-	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, env); err != nil {
+	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, target, env); err != nil {
 		return nil, err
 	}
 	for _, base := range bases {
@@ -79,7 +83,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	}
 
 	start := time.Now()
-	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env})
+	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env, platform: platformOf(target)})
 	out.onClose(cached.close)
 	if cached.allHit() {
 		img, mounts, err := cached.reuse()
@@ -107,8 +111,11 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env.Getenv); err != nil {
 		return nil, err
 	}
-	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
+	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, mountTagSuffix(target), env)
 	if err != nil {
+		return nil, err
+	}
+	if err := ensureEmulation(target, env); err != nil {
 		return nil, err
 	}
 	result, err := build.Build(ctx, opts)
@@ -282,8 +289,10 @@ func readMap(dir, file string, inline map[string]string, field string, log *logr
 	return out, nil
 }
 
-// openBases opens every load_base and load_bases directory.
-func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error) {
+// openBases opens every load_base and load_bases directory: the image for the running platform,
+// or for target when set. For a target, a base holding no image of that platform (an index
+// without it, or an image whose config names another) is left out, with a line saying so.
+func openBases(dir string, p api.OutParams, target *api.Platform, env Env) ([]*imagefile.Archive, func(), error) {
 	paths, err := baseDirs(dir, p)
 	if err != nil {
 		return nil, nil, err
@@ -292,7 +301,7 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 	if p.LoadBase != "" {
 		dirs = append([]string{p.LoadBase}, dirs...)
 	}
-	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	platform := platformOf(target)
 	var archives []*imagefile.Archive
 	closeAll := func() {
 		for _, a := range archives {
@@ -301,6 +310,13 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 	}
 	for i, d := range dirs {
 		a, err := imagefile.Open(paths[i], platform)
+		if target != nil && (errors.Is(err, imagefile.ErrNoPlatform) || (err == nil && !imageIsFor(a.Image, *target))) {
+			if a != nil {
+				a.Close()
+			}
+			env.Log.Infof("load base %s: holds no %s image; not used for %s", d, target, target)
+			continue
+		}
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("load base %s: %w", d, err)
@@ -354,7 +370,7 @@ func checkParamDirs(dir string, p api.OutParams) error {
 
 // mapBases finds which FROMs each base serves, warns about near misses and, offline, refuses any
 // FROM no base covers.
-func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, env Env) ([]build.Base, error) {
+func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, target *api.Platform, env Env) ([]build.Base, error) {
 	refs, err := dockerfile.ExternalImages(dockerfileText, buildArgs, p.TargetStage())
 	if err != nil {
 		return nil, fmt.Errorf("params.dockerfile: %w", err)
@@ -371,6 +387,9 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 		var missing []string
 		for _, r := range mapping.Uncovered {
 			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
+		}
+		if target != nil {
+			return nil, fmt.Errorf("params.offline: no loaded base covers %s for %s", strings.Join(missing, ", "), target)
 		}
 		return nil, fmt.Errorf("params.offline: no loaded base covers %s", strings.Join(missing, ", "))
 	}

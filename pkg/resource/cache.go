@@ -37,6 +37,7 @@ type cacheInput struct {
 	opts           build.Options // the build's options (no work dir yet)
 	req            api.OutRequest
 	env            Env
+	platform       v1.Platform // the platform built: cache images and FROM images are read for it
 }
 
 // planCache computes the build's cache keys (no build), reads the cache images the params name
@@ -53,7 +54,7 @@ func planCache(ctx context.Context, in cacheInput) *buildCache {
 	c.labels = labels
 	c.plan, err = cachekey.NewPlan(cachekey.Input{
 		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
-		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: platformString(),
+		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: in.platform.OS + "/" + in.platform.Architecture,
 		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
 		Images: identities(ctx, in),
 	})
@@ -181,7 +182,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			tag = in.tag
 		}
 		ref := src.Repository + ":" + tag
-		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, env) }})
+		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, in.platform, env) }})
 	}
 	for i, item := range p.CacheFrom {
 		item := item
@@ -191,18 +192,18 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			continue
 		}
 		if info, err := os.Stat(path); err == nil && info.IsDir() {
-			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path) }})
+			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path, in.platform) }})
 			continue
 		}
-		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, env) }})
+		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, in.platform, env) }})
 	}
 	return sources
 }
 
 // openDir opens the image a get left in dir; its saved name, when it has one, is where its
 // layers can be mounted from.
-func (c *buildCache) openDir(dir string) (*cache.Image, error) {
-	a, err := imagefile.Open(dir, runningPlatform())
+func (c *buildCache) openDir(dir string, platform v1.Platform) (*cache.Image, error) {
+	a, err := imagefile.Open(dir, platform)
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +211,9 @@ func (c *buildCache) openDir(dir string) (*cache.Image, error) {
 	return &cache.Image{Image: a.Image, Ref: a.Name}, nil
 }
 
-// lookup reads an image reference's manifest and config from its registry.
-func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Image, error) {
+// lookup reads an image reference's manifest and config from its registry (an index's image for
+// the platform).
+func lookup(ctx context.Context, src api.Source, ref string, platform v1.Platform, env Env) (*cache.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
@@ -220,7 +222,7 @@ func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Im
 	if err != nil {
 		return nil, err
 	}
-	f, err := client.Lookup(r.Identifier(), runningPlatform())
+	f, err := client.Lookup(r.Identifier(), platform)
 	if err != nil || f == nil {
 		return nil, err
 	}
@@ -270,7 +272,7 @@ func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Ima
 	if in.req.Params.Offline {
 		return nil, nil
 	}
-	found, err := lookup(ctx, in.req.Source, normalized, in.env)
+	found, err := lookup(ctx, in.req.Source, normalized, in.platform, in.env)
 	if err != nil {
 		return nil, err
 	}
@@ -315,10 +317,10 @@ func manifestFormat(p api.OutParams) string {
 	return p.ManifestFormat
 }
 
-func runningPlatform() v1.Platform {
-	return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
-}
-
-func platformString() string {
-	return api.RunningPlatform().OS + "/" + api.RunningPlatform().Architecture
+// platformOf is target as go-containerregistry names it; the running platform when nil.
+func platformOf(target *api.Platform) v1.Platform {
+	if target == nil {
+		return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	}
+	return v1.Platform{OS: target.OS, Architecture: target.Architecture, Variant: target.Variant}
 }
