@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
+)
+
+// twoPlatformBase pushes an index of busybox for linux/amd64 and linux/arm64, each with its own
+// architecture's binary, as library/busybox:1.36 and returns the reference and digest.
+func twoPlatformBase(t *testing.T, reg *testharness.Registry) (string, v1.Hash) {
+	t.Helper()
+	testharness.RequireEmulation(t, "aarch64")
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range []string{"amd64", "arm64"} {
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        testharness.BusyboxImageFor(t, arch),
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
+		})
+	}
+	ref := reg.Ref("library/busybox:1.36")
+	return ref, reg.PushIndex(t, ref, idx)
+}
+
+// platformImages reads the index at ref and returns its images by architecture; it fails unless
+// the index lists exactly archs.
+func platformImages(t *testing.T, reg *testharness.Registry, ref string, mediaType types.MediaType, archs ...string) map[string]v1.Image {
+	t.Helper()
+	idx := reg.Index(t, ref)
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != mediaType {
+		t.Errorf("index media type %s, want %s", m.MediaType, mediaType)
+	}
+	images := map[string]v1.Image{}
+	for _, d := range m.Manifests {
+		if d.Platform == nil {
+			t.Fatalf("index entry %s has no platform", d.Digest)
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Architecture != d.Platform.Architecture || cfg.OS != "linux" {
+			t.Errorf("index says %s, the config %s/%s", d.Platform, cfg.OS, cfg.Architecture)
+		}
+		images[d.Platform.Architecture] = img
+	}
+	if len(images) != len(archs) || len(m.Manifests) != len(archs) {
+		t.Fatalf("index lists %v, want %v", m.Manifests, archs)
+	}
+	return images
+}
+
+// TestBuildTwoPlatforms: platforms [linux/amd64, linux/arm64] from a get of a two-platform base
+// (oci-layout, the whole index): each platform builds on its own base, the arm64 RUN steps run
+// under QEMU (uname -m says aarch64), TARGETPLATFORM and TARGETARCH are each platform's, and one
+// index is pushed by digest, then tagged. The version is the index digest; the metadata names each
+// platform's digest. A no-change rebuild with cache: true runs nothing and reads no layer.
+func TestBuildTwoPlatforms(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	work := t.TempDir()
+	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	copyContext(t, "e2e/multiarch", filepath.Join(work, "app"), nil)
+
+	params := map[string]any{
+		"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef},
+		"platforms": []string{"linux/amd64", "linux/arm64"}, "cache": true,
+	}
+	reg.ResetRequests()
+	resp := put(t, work, source(reg, "team/multi"), params)
+
+	tagged := reg.Digest(t, reg.Ref("team/multi:latest"))
+	if resp.Version.Digest != tagged.String() {
+		t.Fatalf("response digest %s, the tag points to %s", resp.Version.Digest, tagged)
+	}
+	images := platformImages(t, reg, reg.Ref("team/multi:latest"), types.OCIImageIndex, "amd64", "arm64")
+	for arch, want := range map[string]map[string]string{
+		"amd64": {"machine.txt": "x86_64", "target.txt": "linux/amd64 amd64", "hello.txt": "hello, platforms"},
+		"arm64": {"machine.txt": "aarch64", "target.txt": "linux/arm64 arm64", "hello.txt": "hello, platforms"},
+	} {
+		files := imageFiles(t, images[arch])
+		for path, content := range want {
+			if got := strings.TrimSpace(files[path]); got != content {
+				t.Errorf("%s: /%s = %q, want %q", arch, path, got, content)
+			}
+		}
+		digest, _ := images[arch].Digest()
+		if !hasMetadata(resp, "platform", "linux/"+arch+"@"+digest.String()) {
+			t.Errorf("metadata lacks platform linux/%s@%s: %v", arch, digest, resp.Metadata)
+		}
+	}
+	if n := requestsFor(reg, "/manifests/latest", "PUT"); n != 1 {
+		t.Errorf("the tag was written %d times, want once (after everything else)", n)
+	}
+
+	// No change, cache: true: every platform hits from the previous index; nothing runs, no
+	// layer is downloaded.
+	reg.ResetRequests()
+	res := testharness.Run(t, "out", map[string]any{"source": source(reg, "team/multi"), "params": params}, work)
+	var again api.Response
+	res.JSON(t, &again)
+	if again.Version.Digest != resp.Version.Digest {
+		t.Errorf("no-change rebuild pushed %s, want the same index %s", again.Version.Digest, resp.Version.Digest)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		got := strings.Split(metadata(again, "linux/"+arch+" cache_hits"), "/")
+		if len(got) != 2 || got[0] != got[1] {
+			t.Errorf("linux/%s cache_hits %q, want every step", arch, strings.Join(got, "/"))
+		}
+	}
+	if n := strings.Count(res.Stderr, "nothing ran"); n != 2 {
+		t.Errorf("%d of 2 platforms said nothing ran:\n%s", n, res.Stderr)
+	}
+	if n, bytes := reg.BlobDownloads(); n > 4 || bytes > 64<<10 {
+		t.Errorf("the no-change rebuild downloaded %d blobs (%d bytes): want configs only", n, bytes)
+	}
+}
+
+func hasMetadata(resp api.Response, name, value string) bool {
+	for _, m := range resp.Metadata {
+		if m.Name == name && m.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+// requestsFor counts the registry requests of method whose path ends with suffix.
+func requestsFor(reg *testharness.Registry, suffix, method string) int {
+	n := 0
+	for _, r := range reg.Requests() {
+		if r.Method == method && strings.HasSuffix(r.Path, suffix) {
+			n++
+		}
+	}
+	return n
+}
