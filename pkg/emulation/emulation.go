@@ -206,11 +206,22 @@ func (b Binfmt) dir() string {
 	return b.Dir
 }
 
+// lookPath finds an interpreter in PATH, else where Debian and a local install put it (PATH may
+// be short in a resource container).
 func (b Binfmt) lookPath(file string) (string, error) {
 	if b.LookPath != nil {
 		return b.LookPath(file)
 	}
-	return exec.LookPath(file)
+	path, err := exec.LookPath(file)
+	if err == nil {
+		return filepath.Abs(path)
+	}
+	for _, dir := range []string{"/usr/bin", "/usr/local/bin"} {
+		if info, statErr := os.Stat(filepath.Join(dir, file)); statErr == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+			return filepath.Join(dir, file), nil
+		}
+	}
+	return "", err
 }
 
 func knownArchitectures() string {
