@@ -10,6 +10,7 @@ package dockerfile
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"runtime"
 	"strconv"
 	"strings"
@@ -119,8 +120,9 @@ func repository(r name.Repository) string {
 
 // stage is one FROM ... section of a Dockerfile.
 type stage struct {
-	name string // lower-cased AS name, "" if none
-	uses []use  // uses[0] is the FROM; then COPY --from / RUN --mount from=
+	name     string // lower-cased AS name, "" if none
+	uses     []use  // uses[0] is the FROM; then COPY --from / RUN --mount from=
+	platform string // FROM --platform=, expanded; "" if none
 }
 
 // use is an image or stage a stage reads from.
@@ -243,6 +245,13 @@ func fromStage(node *parser.Node, expand func(string) (string, error), earlier [
 		return st, fmt.Errorf("Dockerfile line %d: FROM %s expands to an empty image name", node.StartLine, args[0])
 	}
 	st.uses = []use{{value: image, line: node.StartLine, stage: stageIndex(earlier, image)}}
+	for _, flag := range node.Flags {
+		if v, ok := strings.CutPrefix(flag, "--platform="); ok {
+			if st.platform, err = expand(v); err != nil {
+				return st, err
+			}
+		}
+	}
 	return st, nil
 }
 
@@ -330,6 +339,50 @@ func firstWord(s string) string {
 		return f[0]
 	}
 	return s
+}
+
+// PlatformArgs are the automatic platform ARGs of a build for target on the build platform
+// build (both "os/arch[/variant]"), as BuildKit and buildah define them; build args given as
+// these override them when expanding FROM lines.
+func PlatformArgs(target, build string) map[string]string {
+	args := map[string]string{}
+	for prefix, platform := range map[string]string{"TARGET": target, "BUILD": build} {
+		parts := append(strings.SplitN(platform, "/", 3), "", "")
+		args[prefix+"PLATFORM"] = platform
+		args[prefix+"OS"], args[prefix+"ARCH"], args[prefix+"VARIANT"] = parts[0], parts[1], parts[2]
+	}
+	return args
+}
+
+// CrossStageImages returns, by platform, the external images that FROM lines with a --platform
+// flag other than the build's target platform read, for the stages target needs: a build for one
+// platform needs those images of another (e.g. FROM --platform=$BUILDPLATFORM golang AS build).
+// platformArgs (see PlatformArgs) and then buildArgs expand the flags and images.
+func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (map[string][]Ref, error) {
+	args := maps.Clone(platformArgs)
+	maps.Copy(args, buildArgs)
+	stages, err := parseStages(dockerfile, args)
+	if err != nil {
+		return nil, err
+	}
+	last, err := targetStage(stages, target)
+	if err != nil {
+		return nil, err
+	}
+	needed := neededStages(stages, last)
+	out := map[string][]Ref{}
+	for i, st := range stages[:last+1] {
+		from := st.uses[0]
+		if !needed[i] || st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"] || from.stage >= 0 || isScratch(from.value) {
+			continue
+		}
+		normalized, err := Normalize(from.value)
+		if err != nil {
+			return nil, fmt.Errorf("Dockerfile line %d: invalid image reference %q: %w", from.line, from.value, err)
+		}
+		out[st.platform] = append(out[st.platform], Ref{Original: from.value, Line: from.line, Normalized: normalized})
+	}
+	return out, nil
 }
 
 // builtinArgs are the platform ARGs buildah predefines for FROM lines.
