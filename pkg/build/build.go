@@ -70,6 +70,10 @@ type Options struct {
 	// layers as they are (docker build --squash): a push still reuses them.
 	Squash bool
 	Bases  []Base // loaded bases
+	// StageBases are loaded bases for the stages built for another platform than Platform
+	// (FROM --platform=$BUILDPLATFORM ...), each with its Platform set. A name both lists carry
+	// names a manifest list in storage: each stage finds its platform's image.
+	StageBases []Base
 	// StorageDriver is "", "overlay" or "vfs"; "" probes overlay (a real
 	// mount test) and falls back to vfs.
 	StorageDriver string
@@ -114,6 +118,8 @@ type Base struct {
 	// several images: the one whose digest is Digest (or Image's digest), or
 	// the one for the running platform.
 	Path string
+	// Platform is the platform ("os/arch[/variant]") a StageBases image is loaded for.
+	Platform string
 	// Image is the same image as go-containerregistry sees it (compressed
 	// layers as saved); its layers are reused in the result. May be nil.
 	// When set for an OCI base, it is what is loaded (its blobs read in
@@ -245,24 +251,6 @@ func (r *Result) Close() error {
 	}
 	r.dir = ""
 	return errors.Join(errs...)
-}
-
-// loadBases loads every base into the store and returns name -> digest.
-func loadBases(ctx context.Context, store storage.Store, env *environment, opts Options) (map[string]string, error) {
-	digests := map[string]string{}
-	for _, b := range opts.Bases {
-		if err := loadBase(ctx, store, env.sys, b, opts.Log); err != nil {
-			return nil, err
-		}
-		digest, err := baseDigest(b)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range b.Names {
-			digests[n] = digest
-		}
-	}
-	return digests, nil
 }
 
 // buildahOptions are the options for imagebuildah.BuildDockerfiles.

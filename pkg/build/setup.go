@@ -173,7 +173,7 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 	}
 	var hosts []string
 	for _, ref := range refs {
-		if slices.ContainsFunc(opts.Bases, func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
+		if slices.ContainsFunc(append(slices.Clone(opts.Bases), opts.StageBases...), func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
 			continue
 		}
 		r, err := name.ParseReference(ref.Normalized)
