@@ -81,6 +81,11 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	for _, base := range bases {
 		maps.Copy(out.mountSources, layerSources(base))
 	}
+	if target != nil {
+		if opts.StageBases, err = stageBases(dir, p, dockerfileText, opts.BuildArgs, *target, out, env); err != nil {
+			return nil, err
+		}
+	}
 
 	start := time.Now()
 	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env, platform: platformOf(target)})

@@ -2,8 +2,11 @@ package resource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +17,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/build"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/emulation"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
 
@@ -171,4 +177,77 @@ func ensureEmulation(target *api.Platform, env Env) error {
 	}
 	env.Log.Info(r.String(target.Architecture))
 	return nil
+}
+
+// stageBases are the loaded bases of the stages a build for target builds for another platform
+// (FROM --platform=$BUILDPLATFORM ...): for each such platform, the load_base(s) images of that
+// platform the stages name. Offline, a stage image no base covers for its platform is an error.
+func stageBases(dir string, p api.OutParams, dockerfileText []byte, buildArgs map[string]string, target api.Platform, out *builtImage, env Env) ([]build.Base, error) {
+	cross, err := dockerfile.CrossStageImages(dockerfileText, buildArgs, dockerfile.PlatformArgs(target.String(), api.RunningPlatform().String()), p.TargetStage())
+	if err != nil {
+		return nil, fmt.Errorf("params.dockerfile: %w", err)
+	}
+	var bases []build.Base
+	for _, platform := range slices.Sorted(maps.Keys(cross)) {
+		stagePlatform, err := parsePlatform(platform)
+		if err != nil {
+			return nil, fmt.Errorf("params.dockerfile: FROM --platform=%s (line %d): %w", platform, cross[platform][0].Line, err)
+		}
+		archives, closeAll, err := openBases(dir, p, &stagePlatform, env)
+		if err != nil {
+			return nil, err
+		}
+		out.onClose(closeAll)
+		forPlatform, err := mapStageBases(cross[platform], archives, p.Offline, platform, env)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range archives {
+			maps.Copy(out.mountSources, layerSources(a))
+		}
+		bases = append(bases, forPlatform...)
+	}
+	return bases, nil
+}
+
+// mapStageBases gives each archive covering a stage image of platform the names the stages use.
+func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline bool, platform string, env Env) ([]build.Base, error) {
+	described := make([]dockerfile.Base, len(archives))
+	for i, a := range archives {
+		described[i] = dockerfile.Base{Name: a.Name, Digest: a.Digest.String()}
+	}
+	mapping := dockerfile.MapBases(refs, described)
+	if offline && len(mapping.Uncovered) > 0 {
+		var missing []string
+		for _, r := range mapping.Uncovered {
+			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
+		}
+		return nil, fmt.Errorf("params.offline: no loaded base covers %s for %s", strings.Join(missing, ", "), platform)
+	}
+	names := map[int][]string{}
+	for _, m := range mapping.Matches {
+		if !slices.Contains(names[m.Base], m.Ref.Normalized) {
+			names[m.Base] = append(names[m.Base], m.Ref.Normalized)
+		}
+		env.Log.Infof("FROM --platform=%s %s (line %d): using loaded base %s", platform, m.Ref.Original, m.Ref.Line, archives[m.Base].Name)
+	}
+	var bases []build.Base
+	for _, i := range slices.Sorted(maps.Keys(names)) {
+		a := archives[i]
+		bases = append(bases, build.Base{Names: names[i], Digest: a.Digest.String(), Transport: string(a.Format), Path: a.Path, Image: a.Image, Platform: platform})
+	}
+	return bases, nil
+}
+
+// parsePlatform reads "os/arch[/variant]".
+func parsePlatform(s string) (api.Platform, error) {
+	var p api.Platform
+	quoted, err := json.Marshal(s)
+	if err != nil {
+		return p, err
+	}
+	if err := p.UnmarshalJSON(quoted); err != nil {
+		return p, fmt.Errorf("expected os/architecture[/variant], got %q", s)
+	}
+	return p, nil
 }
