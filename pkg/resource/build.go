@@ -75,7 +75,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 			out.close()
 		}
 	}()
-	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, target, env); err != nil {
+	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, env); err != nil {
 		return nil, err
 	}
 	for _, base := range bases {
@@ -319,7 +319,7 @@ func openBases(dir string, p api.OutParams, target *api.Platform, env Env) ([]*i
 			if a != nil {
 				a.Close()
 			}
-			env.Log.Infof("load base %s: holds no %s image; not used for %s", d, target, target)
+			env.Log.Infof("load base %s: holds no %s image, not used for that platform", d, target)
 			continue
 		}
 		if err != nil {
@@ -375,7 +375,7 @@ func checkParamDirs(dir string, p api.OutParams) error {
 
 // mapBases finds which FROMs each base serves, warns about near misses and, offline, refuses any
 // FROM no base covers.
-func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, target *api.Platform, env Env) ([]build.Base, error) {
+func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, env Env) ([]build.Base, error) {
 	refs, err := dockerfile.ExternalImages(dockerfileText, buildArgs, p.TargetStage())
 	if err != nil {
 		return nil, fmt.Errorf("params.dockerfile: %w", err)
@@ -392,9 +392,6 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 		var missing []string
 		for _, r := range mapping.Uncovered {
 			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
-		}
-		if target != nil {
-			return nil, fmt.Errorf("params.offline: no loaded base covers %s for %s", strings.Join(missing, ", "), target)
 		}
 		return nil, fmt.Errorf("params.offline: no loaded base covers %s", strings.Join(missing, ", "))
 	}

@@ -57,7 +57,7 @@ func buildPlatforms(ctx context.Context, dir string, req api.OutRequest, env Env
 		env.Log.Infof("building %s (%d/%d)", target, i+1, len(platforms))
 		built, err := buildImage(ctx, dir, req, env, tag, target)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", target, err)
+			return nil, fmt.Errorf("%w (building %s)", err, target)
 		}
 		out.closers = append(out.closers, built.close)
 		out.images = append(out.images, client.MountFrom(built.image, built.mountSources))
@@ -222,7 +222,7 @@ func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline
 		for _, r := range mapping.Uncovered {
 			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
 		}
-		return nil, fmt.Errorf("params.offline: no loaded base covers %s for %s", strings.Join(missing, ", "), platform)
+		return nil, fmt.Errorf("params.offline: no loaded base covers %s for its stage's platform %s", strings.Join(missing, ", "), platform)
 	}
 	names := map[int][]string{}
 	for _, m := range mapping.Matches {
