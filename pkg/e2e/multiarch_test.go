@@ -140,6 +140,20 @@ func TestBuildTwoPlatforms(t *testing.T) {
 	if n, bytes := reg.BlobDownloads(); n > 4 || bytes > 64<<10 {
 		t.Errorf("the no-change rebuild downloaded %d blobs (%d bytes): want configs only", n, bytes)
 	}
+
+	// One file changed: each platform reuses its own steps up to the COPY, which alone runs.
+	writeFile(t, filepath.Join(work, "app", "hello.txt"), "hello again\n")
+	changed := put(t, work, source(reg, "team/multi"), params)
+	images = platformImages(t, reg, reg.Ref("team/multi:latest"), types.OCIImageIndex, "amd64", "arm64")
+	for arch, machine := range machines {
+		if got := metadata(changed, "linux/"+arch+" cache_hits"); got != "5/6" {
+			t.Errorf("linux/%s cache_hits %q after a COPY source changed, want 5/6", arch, got)
+		}
+		files := imageFiles(t, images[arch])
+		if strings.TrimSpace(files["machine.txt"]) != machine || strings.TrimSpace(files["hello.txt"]) != "hello again" {
+			t.Errorf("%s after the change: machine %q, hello %q", arch, files["machine.txt"], files["hello.txt"])
+		}
+	}
 }
 
 func hasMetadata(resp api.Response, name, value string) bool {
@@ -182,5 +196,50 @@ func TestCrossCompileOnTheBuildPlatform(t *testing.T) {
 		if got := strings.TrimSpace(imageFiles(t, images[arch])["artifact.txt"]); got != want {
 			t.Errorf("%s: /artifact.txt = %q, want %q", arch, got, want)
 		}
+	}
+}
+
+// TestPlatformBasesFromSeveralGets: one get per platform (each saved with its platform param)
+// gives each platform its base; a platform no get covers is pulled, or with offline: true fails in
+// one line naming it. manifest_format docker pushes a docker manifest list.
+func TestPlatformBasesFromSeveralGets(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	work := t.TempDir()
+	for _, arch := range []string{"amd64", "arm64"} {
+		getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base-"+arch), map[string]any{"platform": "linux/" + arch})
+	}
+	copyContext(t, "e2e/multiarch", filepath.Join(work, "app"), nil)
+	params := map[string]any{
+		"build": "app", "build_args": map[string]string{"BASE": baseRef}, "manifest_format": "docker",
+		"platforms": []string{"linux/amd64", "linux/arm64"}, "offline": true, "load_bases": []string{"base-amd64", "base-arm64"},
+	}
+	reg.ResetRequests()
+	put(t, work, source(reg, "team/gets"), params)
+	images := platformImages(t, reg, reg.Ref("team/gets:latest"), types.DockerManifestList, "amd64", "arm64")
+	for arch, machine := range machines {
+		if got := strings.TrimSpace(imageFiles(t, images[arch])["machine.txt"]); got != machine {
+			t.Errorf("%s: /machine.txt = %q, want %q", arch, got, machine)
+		}
+		if mt, _ := images[arch].MediaType(); mt != types.DockerManifestSchema2 {
+			t.Errorf("%s: media type %s, want a docker manifest", arch, mt)
+		}
+	}
+	if n := requestsFor(reg, "/library/busybox/manifests/1.36", "GET") + requestsFor(reg, "/library/busybox/manifests/"+baseDigest.String(), "GET"); n != 0 {
+		t.Errorf("the base was read from the registry %d times: every platform has a get", n)
+	}
+
+	// Only the amd64 get: offline, arm64 is refused by name; online, it is pulled.
+	params["load_bases"] = []string{"base-amd64"}
+	res := testharness.Run(t, "out", map[string]any{"source": source(reg, "team/gets"), "params": params}, work)
+	want := "params.offline: no loaded base covers " + baseRef + " (line 2) (building linux/arm64)"
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant %q", res.ExitCode, res.Stderr, want)
+	}
+	delete(params, "offline")
+	put(t, work, source(reg, "team/gets"), params)
+	images = platformImages(t, reg, reg.Ref("team/gets:latest"), types.DockerManifestList, "amd64", "arm64")
+	if got := strings.TrimSpace(imageFiles(t, images["arm64"])["machine.txt"]); got != "aarch64" {
+		t.Errorf("arm64 from a pulled base: /machine.txt = %q", got)
 	}
 }
