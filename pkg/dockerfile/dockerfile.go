@@ -123,6 +123,7 @@ type stage struct {
 	name     string // lower-cased AS name, "" if none
 	uses     []use  // uses[0] is the FROM; then COPY --from / RUN --mount from=
 	platform string // FROM --platform=, expanded; "" if none
+	runs     bool   // has a RUN instruction
 }
 
 // use is an image or stage a stage reads from.
@@ -182,6 +183,7 @@ func parseStages(dockerfile []byte, buildArgs map[string]string) ([]stage, error
 			stages = append(stages, st)
 		case "copy", "add", "run":
 			cur := &stages[len(stages)-1]
+			cur.runs = cur.runs || node.Value == "run"
 			for _, value := range fromFlags(node) {
 				v, err := expand(value)
 				if err != nil {
@@ -383,6 +385,29 @@ func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]stri
 		out[st.platform] = append(out[st.platform], Ref{Original: from.value, Line: from.line, Normalized: normalized})
 	}
 	return out, nil
+}
+
+// RunsOnTarget reports whether a stage target needs, built for the target platform (no
+// --platform flag, or one naming it), has a RUN instruction: only then must the machine run the
+// target platform's programs. platformArgs (see PlatformArgs) and then buildArgs expand the flags.
+func RunsOnTarget(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (bool, error) {
+	args := maps.Clone(platformArgs)
+	maps.Copy(args, buildArgs)
+	stages, err := parseStages(dockerfile, args)
+	if err != nil {
+		return false, err
+	}
+	last, err := targetStage(stages, target)
+	if err != nil {
+		return false, err
+	}
+	needed := neededStages(stages, last)
+	for i, st := range stages[:last+1] {
+		if needed[i] && st.runs && (st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // builtinArgs are the platform ARGs buildah predefines for FROM lines.

@@ -329,6 +329,17 @@ func TestCrossStageImages(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+	for dockerfile, want := range map[string]bool{
+		"FROM --platform=$BUILDPLATFORM a AS b\nRUN make\nFROM c\nCOPY --from=b / /\n": false,
+		"FROM a AS b\nRUN make\nFROM c\nCOPY x /\n":                                    false, // b is not needed
+		"FROM a AS b\nRUN make\nFROM c\nCOPY --from=b / /\n":                           true,
+		"FROM --platform=$TARGETPLATFORM a\nRUN make\n":                                true,
+	} {
+		got, err := RunsOnTarget([]byte(dockerfile), nil, PlatformArgs("linux/arm64/v8", "linux/amd64"), "")
+		if err != nil || got != want {
+			t.Errorf("RunsOnTarget(%q) = %v, %v; want %v", dockerfile, got, err, want)
+		}
+	}
 	args := PlatformArgs("linux/arm64/v8", "linux/amd64")
 	if args["TARGETARCH"] != "arm64" || args["TARGETVARIANT"] != "v8" || args["BUILDOS"] != "linux" || args["BUILDVARIANT"] != "" {
 		t.Errorf("PlatformArgs: %v", args)

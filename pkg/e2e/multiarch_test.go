@@ -19,17 +19,11 @@ import (
 var machines = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
 
 // twoPlatformBase pushes an index of busybox for linux/amd64 and linux/arm64, each with its own
-// architecture's binary, as library/busybox:1.36 and returns the reference and digest. The
-// other of the two architectures runs under QEMU: the test skips (fails under CI=true) without it.
+// architecture's binary, as library/busybox:1.36 and returns the reference and digest.
 func twoPlatformBase(t *testing.T, reg *testharness.Registry) (string, v1.Hash) {
 	t.Helper()
 	if machines[runtime.GOARCH] == "" {
 		t.Skipf("the multi-platform tests run on amd64 or arm64 machines, not %s", runtime.GOARCH)
-	}
-	for arch, machine := range machines {
-		if arch != runtime.GOARCH {
-			testharness.RequireEmulation(t, machine)
-		}
 	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -40,6 +34,17 @@ func twoPlatformBase(t *testing.T, reg *testharness.Registry) (string, v1.Hash) 
 	}
 	ref := reg.Ref("library/busybox:1.36")
 	return ref, reg.PushIndex(t, ref, idx)
+}
+
+// requireEmulation skips the test (fails it under CI=true) when the other of amd64 and arm64
+// cannot run under QEMU here.
+func requireEmulation(t *testing.T) {
+	t.Helper()
+	for arch, machine := range machines {
+		if arch != runtime.GOARCH {
+			testharness.RequireEmulation(t, machine)
+		}
+	}
 }
 
 // platformImages reads the index at ref and returns its images by architecture; it fails unless
@@ -84,6 +89,7 @@ func platformImages(t *testing.T, reg *testharness.Registry, ref string, mediaTy
 // index is pushed by digest, then tagged. The version is the index digest; the metadata names each
 // platform's digest. A no-change rebuild with cache: true runs nothing and reads no layer.
 func TestBuildTwoPlatforms(t *testing.T) {
+	requireEmulation(t)
 	reg := testharness.StartInProcess(t)
 	baseRef, baseDigest := twoPlatformBase(t, reg)
 	work := t.TempDir()
@@ -178,7 +184,8 @@ func requestsFor(reg *testharness.Registry, suffix, method string) int {
 
 // TestCrossCompileOnTheBuildPlatform: a stage FROM --platform=$BUILDPLATFORM runs natively for
 // every target (its uname -m is the machine's), with TARGETARCH saying the target, and the
-// target stage copies its output. Both platforms of the base come from one get.
+// target stage copies its output. Both platforms of the base come from one get. No RUN runs on
+// the foreign platform: no emulation is needed.
 func TestCrossCompileOnTheBuildPlatform(t *testing.T) {
 	reg := testharness.StartInProcess(t)
 	baseRef, baseDigest := twoPlatformBase(t, reg)
@@ -203,6 +210,7 @@ func TestCrossCompileOnTheBuildPlatform(t *testing.T) {
 // gives each platform its base; a platform no get covers is pulled, or with offline: true fails in
 // one line naming it. manifest_format docker pushes a docker manifest list.
 func TestPlatformBasesFromSeveralGets(t *testing.T) {
+	requireEmulation(t)
 	reg := testharness.StartInProcess(t)
 	baseRef, baseDigest := twoPlatformBase(t, reg)
 	work := t.TempDir()

@@ -120,7 +120,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureEmulation(target, env); err != nil {
+	if err := ensureEmulation(target, dockerfileText, opts, env); err != nil {
 		return nil, err
 	}
 	result, err := build.Build(ctx, opts)

@@ -166,10 +166,21 @@ func mountTagSuffix(target *api.Platform) string {
 }
 
 // ensureEmulation makes RUN steps of target's architecture runnable here (QEMU through
-// binfmt_misc), logging one line; nothing for a single-platform build.
-func ensureEmulation(target *api.Platform, env Env) error {
+// binfmt_misc), logging one line; nothing for a single-platform build, nor when no RUN step runs
+// on target (every RUN is in stages built FROM --platform=$BUILDPLATFORM).
+func ensureEmulation(target *api.Platform, dockerfileText []byte, opts build.Options, env Env) error {
 	if target == nil {
 		return nil
+	}
+	if !emulation.Native(runtime.GOARCH, target.Architecture) {
+		runs, err := dockerfile.RunsOnTarget(dockerfileText, opts.BuildArgs, dockerfile.PlatformArgs(target.String(), api.RunningPlatform().String()), opts.Target)
+		if err != nil {
+			return fmt.Errorf("params.dockerfile: %w", err)
+		}
+		if !runs {
+			env.Log.Infof("emulation: not needed for %s: no RUN step runs on it", target)
+			return nil
+		}
 	}
 	r, err := emulation.Binfmt{}.Ensure(runtime.GOARCH, target.Architecture)
 	if err != nil {
