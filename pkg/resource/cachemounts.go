@@ -119,8 +119,11 @@ func (c *cacheMounts) repoRef(m dockerfile.CacheMount) string {
 	return c.repo.Name() + ":" + c.tag(m)
 }
 
-// tag is the mount's tag in cache_repo.
-func (c *cacheMounts) tag(m dockerfile.CacheMount) string { return cachemount.Tag(m) + c.suffix }
+// tag is the mount's tag in cache_repo: its own, then the suffix, at most 128 characters.
+func (c *cacheMounts) tag(m dockerfile.CacheMount) string {
+	tag := cachemount.Tag(m)
+	return tag[:min(len(tag), 128-len(c.suffix))] + c.suffix
+}
 
 func (c *cacheMounts) fromRepo(m dockerfile.CacheMount) v1.Image {
 	if c.repo == nil {
