@@ -251,3 +251,29 @@ func TestPlatformBasesFromSeveralGets(t *testing.T) {
 		t.Errorf("arm64 from a pulled base: /machine.txt = %q", got)
 	}
 }
+
+// TestCacheMountsPerPlatform: each platform keeps its cache mount under its own tag
+// (mount-<id>-<arch>) and gets back only its own on the next put.
+func TestCacheMountsPerPlatform(t *testing.T) {
+	requireEmulation(t)
+	reg := testharness.StartInProcess(t)
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	work := t.TempDir()
+	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+baseRef+"\nARG N\n"+
+		"RUN --mount=type=cache,id=seen,target=/cache sh -c 'echo \"$N $(uname -m)\" >> /cache/seen; cp /cache/seen /seen'\n")
+	params := map[string]any{"build": "ctx", "load_base": "base", "cache_mounts": true, "cache_repo": reg.Host + "/cache",
+		"platforms": []string{"linux/amd64", "linux/arm64"}}
+	for _, n := range []string{"1", "2"} {
+		params["build_args"] = map[string]string{"N": n}
+		put(t, work, source(reg, "mounts"), params)
+	}
+	images := platformImages(t, reg, reg.Ref("mounts:latest"), types.OCIImageIndex, "amd64", "arm64")
+	for arch, machine := range machines {
+		want := "1 " + machine + "\n2 " + machine
+		if got := strings.TrimSpace(imageFiles(t, images[arch])["seen"]); got != want {
+			t.Errorf("%s: the mount held %q, want %q", arch, got, want)
+		}
+		reg.Digest(t, reg.Ref("cache:mount-seen-"+arch)) // fails the test when missing
+	}
+}
