@@ -323,7 +323,12 @@ func (p OutParams) validate() error {
 		return fieldErr("params.storage_driver", "expected overlay or vfs, got %q", p.StorageDriver)
 	}
 	if p.Platform != nil && *p.Platform != RunningPlatform() {
-		return fieldErr("params.platform", "only the running platform %s is supported, got %s", RunningPlatform(), p.Platform)
+		if p.Build == "" {
+			return fieldErr("params.platform", "only a build can be for another platform than the running one (%s), got %s", RunningPlatform(), p.Platform)
+		}
+		if p.Platform.OS != "linux" {
+			return fieldErr("params.platform", "expected a linux platform, got %s", p.Platform)
+		}
 	}
 	if err := validatePlatforms(p); err != nil {
 		return err

@@ -54,7 +54,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	var img v1.Image
 	var metadata []api.MetadataField
 	if params.Build != "" {
-		built, err := buildImage(ctx, dir, req, env, tagList[0], nil)
+		built, err := buildImage(ctx, dir, req, env, tagList[0], foreignPlatform(params.Platform))
 		if err != nil {
 			return nil, err
 		}
@@ -134,6 +134,15 @@ func outIndex(ctx context.Context, dir string, req api.OutRequest, env Env, clie
 		Version:  api.Version{Digest: digest.String(), Tag: tagList[0]},
 		Metadata: append(metadata, built.metadata...),
 	}, nil
+}
+
+// foreignPlatform is platform when it is not the running one: a build for the running platform
+// makes no platform choice, as without the param.
+func foreignPlatform(platform *api.Platform) *api.Platform {
+	if platform == nil || *platform == api.RunningPlatform() {
+		return nil
+	}
+	return platform
 }
 
 // readyImage opens the image a put pushes without building: image (a glob), load, load_file or import_file.
