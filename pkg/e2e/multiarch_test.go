@@ -277,3 +277,30 @@ func TestCacheMountsPerPlatform(t *testing.T) {
 		reg.Digest(t, reg.Ref("cache:mount-seen-"+arch)) // fails the test when missing
 	}
 }
+
+// TestOneForeignPlatform: platform: linux/<the other arch> builds that platform's image alone,
+// pushed as a plain manifest (no index), its RUN under QEMU.
+func TestOneForeignPlatform(t *testing.T) {
+	requireEmulation(t)
+	reg := testharness.StartInProcess(t)
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	work := t.TempDir()
+	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	copyContext(t, "e2e/multiarch", filepath.Join(work, "app"), nil)
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	resp := put(t, work, source(reg, "team/one"), map[string]any{
+		"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef}, "platform": "linux/" + other,
+	})
+	img := reg.Image(t, reg.Ref("team/one@"+resp.Version.Digest))
+	if mt, _ := img.MediaType(); mt != types.OCIManifestSchema1 {
+		t.Errorf("media type %s, want one OCI image", mt)
+	}
+	cfg, _ := img.ConfigFile()
+	files := imageFiles(t, img)
+	if cfg.Architecture != other || strings.TrimSpace(files["machine.txt"]) != machines[other] || strings.TrimSpace(files["target.txt"]) != "linux/"+other+" "+other {
+		t.Errorf("architecture %s, machine %q, target %q; want %s", cfg.Architecture, files["machine.txt"], files["target.txt"], other)
+	}
+}
