@@ -54,7 +54,7 @@ func planCache(ctx context.Context, in cacheInput) *buildCache {
 	c.labels = labels
 	c.plan, err = cachekey.NewPlan(cachekey.Input{
 		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
-		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: in.platform.OS + "/" + in.platform.Architecture,
+		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: keyPlatform(in.platform),
 		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
 		Images: identities(ctx, in),
 	})
@@ -315,6 +315,14 @@ func manifestFormat(p api.OutParams) string {
 		return "oci"
 	}
 	return p.ManifestFormat
+}
+
+// keyPlatform is the platform in the cache keys: os/arch, and the variant when there is one.
+func keyPlatform(p v1.Platform) string {
+	if p.Variant != "" {
+		return p.OS + "/" + p.Architecture + "/" + p.Variant
+	}
+	return p.OS + "/" + p.Architecture
 }
 
 // platformOf is target as go-containerregistry names it; the running platform when nil.
