@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -251,6 +252,9 @@ func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
 			continue
 		}
 		id, err := identity(img)
+		if err == nil {
+			id.ID, err = withStageImages(id.ID, in.opts.StageBases, ref.Normalized)
+		}
 		if err != nil {
 			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
 			continue
@@ -258,6 +262,22 @@ func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
 		out[ref.Normalized] = id
 	}
 	return out
+}
+
+// withStageImages adds to id the config digests of the stage bases (images of other platforms,
+// for FROM --platform stages) named normalized: a change of either image changes the keys.
+func withStageImages(id string, stageBases []build.Base, normalized string) (string, error) {
+	for _, b := range stageBases {
+		if b.Image == nil || !slices.Contains(b.Names, normalized) {
+			continue
+		}
+		config, err := b.Image.ConfigName()
+		if err != nil {
+			return "", err
+		}
+		id += " " + b.Platform + "=" + config.String()
+	}
+	return id, nil
 }
 
 // resolveImage is the loaded base with that name, else the registry's image (none offline).
