@@ -193,16 +193,25 @@ func TestCrossCompileOnTheBuildPlatform(t *testing.T) {
 	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
 	copyContext(t, "e2e/crossbuild", filepath.Join(work, "app"), nil)
 
-	put(t, work, source(reg, "team/cross"), map[string]any{
+	params := map[string]any{
 		"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef},
-		"platforms": []string{"linux/amd64", "linux/arm64"}, "offline": true,
-	})
+		"platforms": []string{"linux/amd64", "linux/arm64"}, "offline": true, "cache": true,
+	}
+	first := put(t, work, source(reg, "team/cross"), params)
 	images := platformImages(t, reg, reg.Ref("team/cross:latest"), types.OCIImageIndex, "amd64", "arm64")
 	for _, arch := range []string{"amd64", "arm64"} {
 		want := "built for " + arch + " on linux/" + runtime.GOARCH + " by a " + machines[runtime.GOARCH] + " machine"
 		if got := strings.TrimSpace(imageFiles(t, images[arch])["artifact.txt"]); got != want {
 			t.Errorf("%s: /artifact.txt = %q, want %q", arch, got, want)
 		}
+	}
+
+	// No change: both platforms reuse their image, the build stage included.
+	res := testharness.Run(t, "out", map[string]any{"source": source(reg, "team/cross"), "params": params}, work)
+	var again api.Response
+	res.JSON(t, &again)
+	if again.Version.Digest != first.Version.Digest || strings.Count(res.Stderr, "nothing ran") != 2 {
+		t.Errorf("no-change rebuild pushed %s (first %s):\n%s", again.Version.Digest, first.Version.Digest, res.Stderr)
 	}
 }
 
