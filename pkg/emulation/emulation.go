@@ -6,7 +6,10 @@
 // mounts binfmt_misc when it is absent, leaves any handler already registered for the architecture
 // alone (whatever its interpreter), and otherwise registers one with the fix-binary flag (F): the
 // kernel opens the interpreter once, at registration, so it runs inside chroots and containers that
-// do not hold it. It keeps no state of its own.
+// do not hold it. On kernels from 5.12 the handler also preserves argv[0] (flag P, which QEMU
+// reads from AT_FLAGS): busybox, as in busybox and Alpine images, runs its applets by re-executing
+// itself under their name, and without P every applet of a pipeline would run as the shell. It
+// keeps no state of its own.
 package emulation
 
 import (
@@ -27,10 +30,12 @@ const DefaultDir = "/proc/sys/fs/binfmt_misc"
 
 // Binfmt is one binfmt_misc mount: Dir is DefaultDir except in tests. LookPath finds an
 // interpreter (exec.LookPath when nil); Mount mounts binfmt_misc at Dir (unix.Mount when nil).
+// KernelRelease is the kernel's release (uname -r when "").
 type Binfmt struct {
-	Dir      string
-	LookPath func(file string) (string, error)
-	Mount    func(dir string) error
+	Dir           string
+	LookPath      func(file string) (string, error)
+	Mount         func(dir string) error
+	KernelRelease string
 }
 
 // Result says what Ensure found or did, for one log line.
@@ -39,6 +44,9 @@ type Result struct {
 	Handler     string // the binfmt_misc entry serving the architecture
 	Interpreter string // its interpreter, when Ensure registered it
 	Registered  bool   // Ensure registered the handler (false: it was there)
+	Flags       string // the flags it was registered with
+	// Warning, when set, says why the handler may not run every program (one line).
+	Warning string
 }
 
 // String is the log line for r and the architecture.
@@ -47,7 +55,7 @@ func (r Result) String(arch string) string {
 	case r.Native:
 		return fmt.Sprintf("emulation: linux/%s runs natively", arch)
 	case r.Registered:
-		return fmt.Sprintf("emulation: linux/%s runs under QEMU: registered %s (%s, fix-binary flag) with binfmt_misc", arch, r.Handler, r.Interpreter)
+		return fmt.Sprintf("emulation: linux/%s runs under QEMU: registered %s (%s, flags %s) with binfmt_misc", arch, r.Handler, r.Interpreter, r.Flags)
 	default:
 		return fmt.Sprintf("emulation: linux/%s runs under QEMU through the binfmt_misc handler %s already registered", arch, r.Handler)
 	}
@@ -89,21 +97,63 @@ func (b Binfmt) Ensure(hostArch, arch string) (Result, error) {
 		return Result{}, fmt.Errorf("linux/%s needs QEMU emulation: %w", arch, err)
 	}
 	if handler, err := b.handlerFor(e); err != nil || handler != "" {
-		return Result{Handler: handler}, err
+		return Result{Handler: handler, Warning: b.argv0Warning(handler)}, err
 	}
 	interpreter, err := b.lookPath("qemu-" + e.qemu + "-static")
 	if err != nil {
 		return Result{}, fmt.Errorf("linux/%s needs QEMU emulation: qemu-%s-static is not installed (Debian package qemu-user-static): %w", arch, e.qemu, err)
 	}
-	name := "qemu-" + e.qemu
-	if err := b.register(name, e, interpreter); err != nil {
+	name, flags := "qemu-"+e.qemu, "F"
+	if b.preservesArgv0() {
+		flags = "PF"
+	}
+	if err := b.register(name, e, interpreter, flags); err != nil {
 		// A concurrent put may have registered it first.
 		if handler, _ := b.handlerFor(e); handler != "" {
-			return Result{Handler: handler}, nil
+			return Result{Handler: handler, Warning: b.argv0Warning(handler)}, nil
 		}
 		return Result{}, fmt.Errorf("linux/%s needs QEMU emulation: register %s with binfmt_misc: %w (the resource must run privileged)", arch, interpreter, err)
 	}
-	return Result{Handler: name, Interpreter: interpreter, Registered: true}, nil
+	r := Result{Handler: name, Interpreter: interpreter, Registered: true, Flags: flags}
+	if flags == "F" {
+		r.Warning = fmt.Sprintf("emulation: kernel %s is older than 5.12: %s cannot preserve argv[0], so busybox applets run in a pipeline may fail", b.kernelRelease(), name)
+	}
+	return r, nil
+}
+
+// argv0Warning is a warning when the handler does not preserve argv[0] (no flag P).
+func (b Binfmt) argv0Warning(handler string) string {
+	data, err := os.ReadFile(filepath.Join(b.dir(), handler))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if flags, ok := strings.CutPrefix(line, "flags: "); ok && !strings.Contains(flags, "P") {
+			return fmt.Sprintf("emulation: the registered handler %s does not preserve argv[0] (no flag P): busybox applets run in a pipeline may fail", handler)
+		}
+	}
+	return ""
+}
+
+// preservesArgv0 says whether the kernel passes binfmt_misc's P flag to the interpreter through
+// AT_FLAGS (from Linux 5.12), which QEMU reads.
+func (b Binfmt) preservesArgv0() bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(b.kernelRelease(), "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 5 || (major == 5 && minor >= 12)
+}
+
+func (b Binfmt) kernelRelease() string {
+	if b.KernelRelease != "" {
+		return b.KernelRelease
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 // mount mounts binfmt_misc at Dir unless its register file is already there.
@@ -180,8 +230,8 @@ func handles(entry string, header []byte) bool {
 }
 
 // register writes the handler's line to binfmt_misc's register file.
-func (b Binfmt) register(name string, e elf, interpreter string) error {
-	line := fmt.Sprintf(":%s:M::%s:%s:%s:F", name, escape(e.magic), escape(e.mask), interpreter)
+func (b Binfmt) register(name string, e elf, interpreter, flags string) error {
+	line := fmt.Sprintf(":%s:M::%s:%s:%s:%s", name, escape(e.magic), escape(e.mask), interpreter, flags)
 	f, err := os.OpenFile(filepath.Join(b.dir(), "register"), os.O_WRONLY, 0)
 	if err != nil {
 		return err

@@ -21,7 +21,7 @@ func fakeBinfmt(t *testing.T, entries map[string]string) Binfmt {
 			t.Fatal(err)
 		}
 	}
-	return Binfmt{Dir: dir, LookPath: func(file string) (string, error) { return "/usr/bin/" + file, nil }}
+	return Binfmt{Dir: dir, LookPath: func(file string) (string, error) { return "/usr/bin/" + file, nil }, KernelRelease: "6.1.0-13-amd64"}
 }
 
 func registered(t *testing.T, b Binfmt) string {
@@ -43,19 +43,26 @@ func TestNativeNeedsNothing(t *testing.T) {
 	}
 }
 
+// The handler has the fix-binary flag and, on kernels that tell QEMU (5.12+), preserves argv[0].
 func TestRegistersWithFixBinaryFlag(t *testing.T) {
-	b := fakeBinfmt(t, nil)
-	r, err := b.Ensure("amd64", "arm64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `:qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:` +
-		`\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F`
-	if got := registered(t, b); got != want {
-		t.Errorf("registered\n%s\nwant\n%s", got, want)
-	}
-	if !r.Registered || r.Handler != "qemu-aarch64" || !strings.Contains(r.String("arm64"), "registered qemu-aarch64") {
-		t.Errorf("result %+v: %s", r, r.String("arm64"))
+	const prefix = `:qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:` +
+		`\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:`
+	for kernel, flags := range map[string]string{"6.1.0-13-amd64": "PF", "5.12.0": "PF", "5.10.0-28-amd64": "F", "4.19.0": "F"} {
+		b := fakeBinfmt(t, nil)
+		b.KernelRelease = kernel
+		r, err := b.Ensure("amd64", "arm64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := registered(t, b); got != prefix+flags {
+			t.Errorf("kernel %s: registered\n%s\nwant flags %s", kernel, got, flags)
+		}
+		if !r.Registered || r.Handler != "qemu-aarch64" || !strings.Contains(r.String("arm64"), "registered qemu-aarch64") {
+			t.Errorf("result %+v: %s", r, r.String("arm64"))
+		}
+		if (r.Warning != "") != (flags == "F") {
+			t.Errorf("kernel %s: warning %q", kernel, r.Warning)
+		}
 	}
 }
 
@@ -67,12 +74,22 @@ func TestLeavesAPresentHandlerAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Registered || r.Handler != "qemu-aarch64" || registered(t, b) != "" {
+	if r.Registered || r.Handler != "qemu-aarch64" || registered(t, b) != "" || r.Warning != "" {
 		t.Errorf("result %+v, register file %q: want the present handler used", r, registered(t, b))
 	}
 	// It serves arm64 only: riscv64 gets its own.
 	if r, err := b.Ensure("amd64", "riscv64"); err != nil || !r.Registered {
 		t.Errorf("riscv64: %+v, %v", r, err)
+	}
+}
+
+// A present handler without P is used, with a warning.
+func TestWarnsWhenAPresentHandlerLosesArgv0(t *testing.T) {
+	b := fakeBinfmt(t, map[string]string{"qemu-aarch64": "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\noffset 0\n" +
+		"magic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n"})
+	r, err := b.Ensure("amd64", "arm64")
+	if err != nil || r.Registered || !strings.Contains(r.Warning, "does not preserve argv[0]") {
+		t.Errorf("%+v, %v", r, err)
 	}
 }
 

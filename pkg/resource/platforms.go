@@ -187,6 +187,9 @@ func ensureEmulation(target *api.Platform, dockerfileText []byte, opts build.Opt
 		return fmt.Errorf("params.platforms: %w", err)
 	}
 	env.Log.Info(r.String(target.Architecture))
+	if r.Warning != "" {
+		env.Log.Warn(r.Warning)
+	}
 	return nil
 }
 
