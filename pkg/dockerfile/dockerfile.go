@@ -1,5 +1,6 @@
 // Package dockerfile finds the external images a Dockerfile names and maps
-// them onto base images that are already loaded.
+// them onto base images that are already loaded, and the images stages built
+// for another platform (FROM --platform=...) read.
 //
 // It is pure logic: it parses the Dockerfile with imagebuilder's parser (the
 // one buildah uses), expands ARGs the way buildah does for FROM lines, follows
