@@ -74,6 +74,9 @@ type Options struct {
 	// (FROM --platform=$BUILDPLATFORM ...), each with its Platform set. A name both lists carry
 	// names a manifest list in storage: each stage finds its platform's image.
 	StageBases []Base
+	// StagePulls are the images (normalized references) stages built for another platform read
+	// that no loaded base holds for that platform: the build pulls them.
+	StagePulls []string
 	// StorageDriver is "", "overlay" or "vfs"; "" probes overlay (a real
 	// mount test) and falls back to vfs.
 	StorageDriver string

@@ -165,7 +165,7 @@ func secretSpecs(secrets map[string]string) ([]string, error) {
 }
 
 // pulledRegistries returns the registry hosts of the external images no
-// base covers: those are the ones buildah will pull.
+// base covers, and of StagePulls: those are the ones buildah will pull.
 func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 	refs, err := dockerfile.ExternalImages(dockerfileBytes, opts.BuildArgs, opts.Target)
 	if err != nil {
@@ -183,6 +183,16 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 		host := registryHost(r.Context())
 		opts.Log.Infof("Dockerfile line %d: %s is not a loaded base, it will be pulled", ref.Line, ref.Original)
 		if !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	for _, image := range opts.StagePulls {
+		r, err := name.ParseReference(image)
+		if err != nil {
+			return nil, fmt.Errorf("stage image %s: %w", image, err)
+		}
+		opts.Log.Infof("%s is not a loaded base for its stage's platform, it will be pulled", image)
+		if host := registryHost(r.Context()); !slices.Contains(hosts, host) {
 			hosts = append(hosts, host)
 		}
 	}

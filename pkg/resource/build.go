@@ -82,7 +82,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 		maps.Copy(out.mountSources, layerSources(base))
 	}
 	if target != nil {
-		if opts.StageBases, err = stageBases(dir, p, dockerfileText, opts.BuildArgs, *target, out, env); err != nil {
+		if opts.StageBases, opts.StagePulls, err = stageBases(dir, p, dockerfileText, opts.BuildArgs, *target, out, env); err != nil {
 			return nil, err
 		}
 	}

@@ -105,7 +105,7 @@ func outIndex(ctx context.Context, dir string, req api.OutRequest, env Env, clie
 	}
 	defer built.close()
 	start := time.Now()
-	env.Log.Infof("pushing %s:%s (%d platforms)", client.Name(), strings.Join(tagList, ", "), len(built.images))
+	env.Log.Infof("pushing %s:%s (%s)", client.Name(), strings.Join(tagList, ", "), platformCount(len(built.images)))
 	meter := progress.NewMeter(env.Log, "uploaded", 0)
 	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
 	go func() { meter.Updates(updates); close(consumed) }()

@@ -67,9 +67,17 @@ func buildPlatforms(ctx context.Context, dir string, req api.OutRequest, env Env
 		return nil, err
 	}
 	seconds := time.Since(start).Seconds()
-	env.Log.Infof("built %d platforms in %.1fs", len(platforms), seconds)
+	env.Log.Infof("built %s in %.1fs", platformCount(len(platforms)), seconds)
 	out.metadata = append([]api.MetadataField{{Name: "build_seconds", Value: strconv.FormatFloat(seconds, 'f', 1, 64)}}, out.metadata...)
 	return out, nil
+}
+
+// platformCount is "1 platform", "2 platforms".
+func platformCount(n int) string {
+	if n == 1 {
+		return "1 platform"
+	}
+	return strconv.Itoa(n) + " platforms"
 }
 
 // platformMetadata names a platform's build metadata after it: "linux/arm64 cache_hits".
@@ -195,37 +203,45 @@ func ensureEmulation(target *api.Platform, dockerfileText []byte, opts build.Opt
 
 // stageBases are the loaded bases of the stages a build for target builds for another platform
 // (FROM --platform=$BUILDPLATFORM ...): for each such platform, the load_base(s) images of that
-// platform the stages name. Offline, a stage image no base covers for its platform is an error.
-func stageBases(dir string, p api.OutParams, dockerfileText []byte, buildArgs map[string]string, target api.Platform, out *builtImage, env Env) ([]build.Base, error) {
+// platform the stages name, and the stage images (normalized) no base holds for their platform,
+// which the build pulls. Offline, such an image is an error.
+func stageBases(dir string, p api.OutParams, dockerfileText []byte, buildArgs map[string]string, target api.Platform, out *builtImage, env Env) ([]build.Base, []string, error) {
 	cross, err := dockerfile.CrossStageImages(dockerfileText, buildArgs, dockerfile.PlatformArgs(target.String(), api.RunningPlatform().String()), p.TargetStage())
 	if err != nil {
-		return nil, fmt.Errorf("params.dockerfile: %w", err)
+		return nil, nil, fmt.Errorf("params.dockerfile: %w", err)
 	}
 	var bases []build.Base
+	var pulls []string
 	for _, platform := range slices.Sorted(maps.Keys(cross)) {
 		stagePlatform, err := parsePlatform(platform)
 		if err != nil {
-			return nil, fmt.Errorf("params.dockerfile: FROM --platform=%s (line %d): %w", platform, cross[platform][0].Line, err)
+			return nil, nil, fmt.Errorf("params.dockerfile: FROM --platform=%s (line %d): %w", platform, cross[platform][0].Line, err)
 		}
 		archives, closeAll, err := openBases(dir, p, &stagePlatform, env)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out.onClose(closeAll)
-		forPlatform, err := mapStageBases(cross[platform], archives, p.Offline, platform, env)
+		forPlatform, uncovered, err := mapStageBases(cross[platform], archives, p.Offline, platform, env)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, a := range archives {
 			maps.Copy(out.mountSources, layerSources(a))
 		}
 		bases = append(bases, forPlatform...)
+		for _, r := range uncovered {
+			if !slices.Contains(pulls, r.Normalized) {
+				pulls = append(pulls, r.Normalized)
+			}
+		}
 	}
-	return bases, nil
+	return bases, pulls, nil
 }
 
-// mapStageBases gives each archive covering a stage image of platform the names the stages use.
-func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline bool, platform string, env Env) ([]build.Base, error) {
+// mapStageBases gives each archive covering a stage image of platform the names the stages use,
+// and returns the stage images no archive covers.
+func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline bool, platform string, env Env) ([]build.Base, []dockerfile.Ref, error) {
 	described := make([]dockerfile.Base, len(archives))
 	for i, a := range archives {
 		described[i] = dockerfile.Base{Name: a.Name, Digest: a.Digest.String()}
@@ -236,7 +252,7 @@ func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline
 		for _, r := range mapping.Uncovered {
 			missing = append(missing, fmt.Sprintf("%s (line %d)", r.Original, r.Line))
 		}
-		return nil, fmt.Errorf("params.offline: no loaded base covers %s for its stage's platform %s", strings.Join(missing, ", "), platform)
+		return nil, nil, fmt.Errorf("params.offline: no loaded base covers %s for its stage's platform %s", strings.Join(missing, ", "), platform)
 	}
 	names := map[int][]string{}
 	for _, m := range mapping.Matches {
@@ -250,7 +266,7 @@ func mapStageBases(refs []dockerfile.Ref, archives []*imagefile.Archive, offline
 		a := archives[i]
 		bases = append(bases, build.Base{Names: names[i], Digest: a.Digest.String(), Transport: string(a.Format), Path: a.Path, Image: a.Image, Platform: platform})
 	}
-	return bases, nil
+	return bases, mapping.Uncovered, nil
 }
 
 // parsePlatform reads "os/arch[/variant]".
