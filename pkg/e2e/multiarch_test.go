@@ -314,3 +314,34 @@ func TestOneForeignPlatform(t *testing.T) {
 		t.Errorf("architecture %s, machine %q, target %q; want %s", cfg.Architecture, files["machine.txt"], files["target.txt"], other)
 	}
 }
+
+// TestCrossStagePulledWhenNoGetHasItsPlatform: the gets hold the target platform only; the
+// FROM --platform=$BUILDPLATFORM stage's image is then pulled for the build platform (and
+// refused offline, naming that platform).
+func TestCrossStagePulledWhenNoGetHasItsPlatform(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	work := t.TempDir()
+	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"platform": "linux/" + other})
+	copyContext(t, "e2e/crossbuild", filepath.Join(work, "app"), nil)
+	params := map[string]any{
+		"build": "app", "load_base": "base", "build_args": map[string]string{"BASE": baseRef},
+		"platforms": []string{"linux/" + other}, "offline": true,
+	}
+	res := testharness.Run(t, "out", map[string]any{"source": source(reg, "team/pulled"), "params": params}, work)
+	want := "params.offline: no loaded base covers " + baseRef + " (line 2) for its stage's platform linux/" + runtime.GOARCH
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, want) {
+		t.Fatalf("offline: exit %d, want %q in:\n%s", res.ExitCode, want, res.Stderr)
+	}
+	delete(params, "offline")
+	put(t, work, source(reg, "team/pulled"), params)
+	images := platformImages(t, reg, reg.Ref("team/pulled:latest"), types.OCIImageIndex, other)
+	want = "built for " + other + " on linux/" + runtime.GOARCH + " by a " + machines[runtime.GOARCH] + " machine"
+	if got := strings.TrimSpace(imageFiles(t, images[other])["artifact.txt"]); got != want {
+		t.Errorf("/artifact.txt = %q, want %q", got, want)
+	}
+}
