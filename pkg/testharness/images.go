@@ -154,17 +154,22 @@ func BusyboxPathFor(arch string) string {
 // is missing, or fails it under CI=true.
 func BusyboxImageFor(t testing.TB, arch string) v1.Image {
 	t.Helper()
-	path := BusyboxPathFor(arch)
-	requireFile(t, path, "busybox-static:"+arch)
-	busybox, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
-	}
-	img, err := busyboxImage(busybox, arch)
+	requireFile(t, BusyboxPathFor(arch), "busybox-static:"+arch)
+	img, err := BusyboxFor(arch)
 	if err != nil {
 		t.Fatalf("building %s busybox image: %v", arch, err)
 	}
 	return img
+}
+
+// BusyboxFor is BusyboxImageFor for programs such as the benchmarks: it returns an error.
+func BusyboxFor(arch string) (v1.Image, error) {
+	path := BusyboxPathFor(arch)
+	busybox, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s (Debian's busybox-static:%s; see .ci/setup): %w", path, arch, err)
+	}
+	return busyboxImage(busybox, arch)
 }
 
 // RequireEmulation skips the test when QEMU's static interpreter for arch (a QEMU name such as
