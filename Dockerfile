@@ -14,10 +14,11 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${GO_IMAGE} AS builder
 ARG GOPROXY
 ARG GOFLAGS
-# cgo needs gcc and the static libseccomp; the golang images lack libseccomp-dev.
-RUN if ! dpkg -s gcc libc6-dev libseccomp-dev pkg-config ca-certificates >/dev/null 2>&1; then \
+# cgo needs gcc and the static libseccomp; the golang images lack libseccomp-dev. qemu-user-static
+# is for the final stage.
+RUN if ! dpkg -s gcc libc6-dev libseccomp-dev pkg-config ca-certificates qemu-user-static >/dev/null 2>&1; then \
       apt-get update \
-      && apt-get install -y --no-install-recommends gcc libc6-dev libseccomp-dev pkg-config ca-certificates \
+      && apt-get install -y --no-install-recommends gcc libc6-dev libseccomp-dev pkg-config ca-certificates qemu-user-static \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 # Behind a TLS-intercepting proxy, the module proxy's certificate is signed by a CA of its own:
@@ -48,3 +49,7 @@ FROM ${BASE_IMAGE}
 # builder so that no package manager or network is needed here.
 COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=builder /opt/resource/ /opt/resource/
+# Statically linked QEMU user-mode interpreters: a put with params.platforms runs the RUN steps of
+# these architectures under them (out registers one with binfmt_misc when none is).
+COPY --from=builder /usr/bin/qemu-aarch64-static /usr/bin/qemu-arm-static /usr/bin/qemu-ppc64le-static \
+     /usr/bin/qemu-s390x-static /usr/bin/qemu-riscv64-static /usr/bin/

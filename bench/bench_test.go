@@ -116,6 +116,19 @@ func TestContexts(t *testing.T) {
 	}
 }
 
+func TestPlatformsContext(t *testing.T) {
+	dir := t.TempDir()
+	base := &Base{Name: "busybox-platforms", Repo: "127.0.0.1:5000/bench/busybox-platforms", Tag: "1.36", Platforms: []string{"linux/amd64", "linux/arm64"}}
+	if err := WritePlatforms(dir, base, 20); err != nil {
+		t.Fatal(err)
+	}
+	dockerfile := readFile(t, dir+"/Dockerfile")
+	if !strings.HasPrefix(dockerfile, "ARG BASE_IMAGE=127.0.0.1:5000/bench/busybox-platforms:1.36\nFROM ${BASE_IMAGE}\n") ||
+		!strings.Contains(dockerfile, "count=20") || strings.Count(dockerfile, runMarkerCmd) != 2 || strings.Contains(dockerfile, RunMarker) {
+		t.Errorf("Dockerfile:\n%s", dockerfile)
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)

@@ -42,6 +42,9 @@ type Base struct {
 	GetDir      string // the get's directory: image.tar (OCI), image (docker archive), repository, tag, image-id, ...
 	ImageID     string // config digest
 	Description string
+	// Platforms are the platforms of a multi-platform base (an index, saved whole in the get's
+	// oci/); nil for an image.
+	Platforms []string
 }
 
 // Ref is Repo:Tag.
@@ -113,24 +116,82 @@ func PublishBase(ctx context.Context, bin, host, baseName, tag, description stri
 	}
 	b.ImageID = manifest.Config.Digest.String()
 
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	return b, get(ctx, bin, b, map[string]any{"format": "oci", "save": true})
+}
+
+// get saves b with the resource's `in` into b.GetDir, with params.
+func get(ctx context.Context, bin string, b *Base, params map[string]any) error {
+	if err := os.MkdirAll(b.GetDir, 0o755); err != nil {
+		return err
 	}
 	request, err := json.Marshal(map[string]any{
-		"source":  map[string]any{"repository": b.Repo, "tag": tag, "insecure": true},
-		"version": map[string]string{"digest": b.Digest.String(), "tag": tag},
-		"params":  map[string]any{"format": "oci", "save": true},
+		"source":  map[string]any{"repository": b.Repo, "tag": b.Tag, "insecure": true},
+		"version": map[string]string{"digest": b.Digest.String(), "tag": b.Tag},
+		"params":  params,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "in"), dir)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "in"), b.GetDir)
 	cmd.Stdin = bytes.NewReader(request)
 	cmd.Env = append(os.Environ(), ConcourseEnv...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("in (get of the %s base): %w\n%s", baseName, err, out)
+		return fmt.Errorf("in (get of the %s base): %w\n%s", b.Name, err, out)
 	}
-	return b, nil
+	return nil
+}
+
+// PlatformArchitectures are the architectures of S6's multi-platform base.
+var PlatformArchitectures = []string{"amd64", "arm64"}
+
+// BusyboxIndex is the busybox base for linux/amd64 and linux/arm64 (S6), each image with its own
+// architecture's static busybox (Debian's busybox-static; .ci/setup extracts the foreign one).
+func BusyboxIndex() (v1.ImageIndex, string, error) {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range PlatformArchitectures {
+		img, err := testharness.BusyboxFor(arch)
+		if err != nil {
+			return nil, "", fmt.Errorf("making the %s busybox base: %w", arch, err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	return idx, "busybox for linux/amd64 and linux/arm64 (an index; each image with its own architecture's static busybox)", nil
+}
+
+// PublishIndex pushes idx to host/bench/<name>:tag and saves it with the resource's `in` into
+// dir, as a Concourse get with {format: oci-layout} would: the whole index in oci/.
+func PublishIndex(ctx context.Context, bin, host, baseName, tag, description string, idx v1.ImageIndex, dir string) (*Base, error) {
+	b := &Base{Name: baseName, Repo: host + "/bench/" + baseName, Tag: tag, GetDir: dir, Description: description}
+	ref, err := name.ParseReference(b.Ref(), name.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("pushing the %s base: %w", baseName, err)
+	}
+	if b.Digest, err = idx.Digest(); err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range m.Manifests {
+		b.Platforms = append(b.Platforms, d.Platform.String())
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		layers, err := img.Manifest()
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range layers.Layers {
+			b.LayerBytes += l.Size
+		}
+	}
+	return b, get(ctx, bin, b, map[string]any{"format": "oci-layout"})
 }
 
 // ConcourseEnv is the metadata Concourse gives every resource container.
@@ -182,6 +243,22 @@ LABEL org.example.bench="multistage"
 COPY --from=builder /out/app /usr/local/bin/app
 RUN ` + runMarkerCmd + ` && wc -c /usr/local/bin/app > /etc/app.size
 CMD ["cat", "/etc/app.size"]
+`
+	files := map[string]string{"Dockerfile": dockerfile}
+	for i := 0; i < SourceFiles; i++ {
+		files[fmt.Sprintf("src/pkg%02d/file%03d.go", i%10, i)] = sourceFile(i)
+	}
+	return writeFiles(dir, files)
+}
+
+// WritePlatforms writes S6's context: a RUN writing blobMB MB and reading it through tr (under
+// QEMU on the foreign platform), a COPY of the sources and a RUN over them.
+func WritePlatforms(dir string, base *Base, blobMB int) error {
+	dockerfile := fmt.Sprintf(fromBase, base.Ref()) + `
+RUN ` + runMarkerCmd + ` && mkdir -p /opt && dd if=/dev/urandom of=/opt/blob bs=1M count=` + fmt.Sprint(blobMB) + ` 2>/dev/null && cat /opt/blob | tr 'a-z' 'A-Z' | wc -c > /opt/blob.count && uname -m > /opt/machine
+COPY src/ /app/src/
+RUN ` + runMarkerCmd + ` && cat /app/src/*/* | wc -c > /app/size
+CMD ["cat", "/app/size"]
 `
 	files := map[string]string{"Dockerfile": dockerfile}
 	for i := 0; i < SourceFiles; i++ {

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
@@ -33,6 +34,7 @@ type Job struct {
 	Cache     *Cache            // nil: no remote cache configured
 	CacheRepo string            // ours: cache_repo (per-step cache images, and cache mounts)
 	BuildArgs map[string]string // e.g. http_proxy, which every tool passes to RUN without an ARG
+	Platforms []string          // build these platforms into one index (S6); nil: the running one
 }
 
 // Cache is the remote cache a put imports (From) and exports (To), both tags of Job.Repo.
@@ -91,6 +93,9 @@ func (o Ours) Put(ctx context.Context, s *Step, job Job) error {
 	}
 	if len(job.BuildArgs) > 0 {
 		params["build_args"] = job.BuildArgs
+	}
+	if len(job.Platforms) > 0 {
+		params["platforms"] = job.Platforms
 	}
 	request, err := json.Marshal(map[string]any{
 		"source": map[string]any{"repository": job.Repo, "tag": job.Tag, "insecure": true},
@@ -279,6 +284,9 @@ func (b BuildKit) Put(ctx context.Context, s *Step, job Job) error {
 		"--opt", "build-arg:BASE_IMAGE=" + baseHost + "/base:latest",
 		"--output", "type=image,name=" + job.Ref() + ",push=true"}
 	args = append(args, buildArgFlags("--opt", "build-arg:", job.BuildArgs)...)
+	if len(job.Platforms) > 0 {
+		args = append(args, "--opt", "platform="+strings.Join(job.Platforms, ","))
+	}
 	if job.Cache != nil {
 		// The cache goes to a repository of its own: pushed to the image's repository, its
 		// export (which runs alongside the image's push) rewrites the repository's link of a
@@ -307,14 +315,15 @@ func buildArgFlags(flag, prefix string, args map[string]string) []string {
 	return flags
 }
 
-// serveBase serves the image of a get directory from a read-only in-memory registry on
-// 127.0.0.1, as oci-build-task serves its IMAGE_ARG_* images to BuildKit.
+// serveBase serves the image of a get directory (the whole index of a get with an oci/ layout)
+// from a read-only in-memory registry on 127.0.0.1, as oci-build-task serves its IMAGE_ARG_*
+// images to BuildKit.
 func serveBase(ctx context.Context, getDir string) (string, func(), error) {
-	archive, err := imagefile.Open(getDir, v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
+	write, closeBase, err := baseWriter(getDir)
 	if err != nil {
 		return "", nil, fmt.Errorf("opening the base: %w", err)
 	}
-	defer archive.Close()
+	defer closeBase()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -324,13 +333,40 @@ func serveBase(ctx context.Context, getDir string) (string, func(), error) {
 	host := listener.Addr().String()
 	ref, err := name.ParseReference(host+"/base:latest", name.Insecure)
 	if err == nil {
-		err = remote.Write(ref, archive.Image, remote.WithContext(ctx))
+		err = write(ref, remote.WithContext(ctx))
 	}
 	if err != nil {
 		srv.Close()
 		return "", nil, fmt.Errorf("serving the base: %w", err)
 	}
 	return host, func() { srv.Close() }, nil
+}
+
+// baseWriter returns a function pushing the get's image, the index its oci/ layout holds (every
+// platform) or else the image for the running platform, and one closing what it opened.
+func baseWriter(getDir string) (func(name.Reference, ...remote.Option) error, func(), error) {
+	if top, err := layout.ImageIndexFromPath(filepath.Join(getDir, "oci")); err == nil {
+		m, err := top.IndexManifest()
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(m.Manifests) == 1 && m.Manifests[0].MediaType.IsIndex() {
+			idx, err := top.ImageIndex(m.Manifests[0].Digest)
+			if err != nil {
+				return nil, nil, err
+			}
+			write := func(ref name.Reference, opts ...remote.Option) error { return remote.WriteIndex(ref, idx, opts...) }
+			return write, func() {}, nil
+		}
+	}
+	archive, err := imagefile.Open(getDir, v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
+	if err != nil {
+		return nil, nil, err
+	}
+	write := func(ref name.Reference, opts ...remote.Option) error {
+		return remote.Write(ref, archive.Image, opts...)
+	}
+	return write, func() { archive.Close() }, nil
 }
 
 func waitUnixSocket(ctx context.Context, socket string, timeout time.Duration) error {

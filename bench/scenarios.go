@@ -37,26 +37,27 @@ type Table struct {
 
 // Runner runs the scenarios. Every put is a Step: a fresh work directory and cgroup, removed after.
 type Runner struct {
-	Registry *Registry
-	Mirror   *MirrorProxy // counts what RUN steps download from the Debian mirror (S5)
-	Work     string       // scratch directory for contexts and steps
-	Cgroup   string       // parent cgroup (v2) of the steps
-	LogDir   string       // every step's log is kept here
-	Reps     int          // repetitions of S1, S2, S3 and S5
-	FanOut   int          // puts of S4
-	BlobMB   int          // size of the app's RUN output
-	Packages string       // what S5's RUN installs with apt-get
-	Peers    []Peer       // peers of every scenario; Peers[0] is ours
-	FanPeers []Peer       // peers of S4
-	PkgPeers []Peer       // peers of S5
-	Only     []string     // the scenarios to run (Scenarios); empty: all
-	Progress io.Writer
+	Registry      *Registry
+	Mirror        *MirrorProxy // counts what RUN steps download from the Debian mirror (S5)
+	Work          string       // scratch directory for contexts and steps
+	Cgroup        string       // parent cgroup (v2) of the steps
+	LogDir        string       // every step's log is kept here
+	Reps          int          // repetitions of S1, S2, S3 and S5
+	FanOut        int          // puts of S4
+	BlobMB        int          // size of the app's RUN output
+	Packages      string       // what S5's RUN installs with apt-get
+	Peers         []Peer       // peers of every scenario; Peers[0] is ours
+	FanPeers      []Peer       // peers of S4
+	PkgPeers      []Peer       // peers of S5
+	PlatformPeers []Peer       // peers of S6 and S6n (tools that build several platforms into one index)
+	Only          []string     // the scenarios to run (Scenarios); empty: all
+	Progress      io.Writer
 
 	steps int
 }
 
 // Scenarios are the scenario IDs, in the order they run.
-var Scenarios = []string{"S1", "S1m", "S2", "S2m", "S3", "S4", "S5"}
+var Scenarios = []string{"S1", "S1m", "S2", "S2m", "S3", "S4", "S5", "S6", "S6n"}
 
 // wants says whether scenario id is to run.
 func (r *Runner) wants(id string) bool {
@@ -138,6 +139,41 @@ func (r *Runner) Run(ctx context.Context, base *Base) ([]Table, error) {
 			return nil, err
 		}
 		tables = append(tables, t)
+	}
+	return tables, nil
+}
+
+// RunPlatforms runs S6 and S6n (issue 16) on base, a multi-platform base: every put builds each
+// of its platforms (the foreign one's RUN steps under QEMU) and pushes one index; S6n is a fresh
+// worker with no change, its cache the last S6 put. blobMB is the size S6's RUN writes.
+func (r *Runner) RunPlatforms(ctx context.Context, base *Base, blobMB int) ([]Table, error) {
+	dir := filepath.Join(r.Work, "contexts", base.Name, "platforms")
+	if err := WritePlatforms(dir, base, blobMB); err != nil {
+		return nil, err
+	}
+	repo := func(p Peer, what string) string {
+		return fmt.Sprintf("%s/bench/%s/%s/%s", r.Registry.Host, base.Name, slug(p.Name()), what)
+	}
+	cache := &Cache{From: "latest", To: "latest"}
+	cold := func(p Peer, rep int) (string, Job) {
+		return dir, Job{Base: base, Repo: repo(p, fmt.Sprintf("cold-%d", rep)), Tag: "latest", Cache: cache, Platforms: base.Platforms}
+	}
+	platforms := strings.Join(base.Platforms, " + ")
+	var tables []Table
+	if r.wants("S6") {
+		tables = append(tables, r.scenario(ctx, "S6", "cold, two platforms ("+platforms+") in one index", base, r.PlatformPeers, "platforms", cold))
+	} else if r.wants("S6n") {
+		for _, p := range r.PlatformPeers {
+			contextDir, j := cold(p, r.Reps)
+			if _, err := r.put(ctx, fmt.Sprintf("seed-S6-%s-%s", base.Name, slug(p.Name())), p, contextDir, j); err != nil {
+				fmt.Fprintf(r.Progress, "  seed of S6n for %s failed: %v\n", p.Name(), firstLine(err.Error()))
+			}
+		}
+	}
+	if r.wants("S6n") {
+		tables = append(tables, r.scenario(ctx, "S6n", "fresh worker, no change, two platforms ("+platforms+")", base, r.PlatformPeers, "platforms", func(p Peer, rep int) (string, Job) {
+			return dir, Job{Base: base, Repo: repo(p, fmt.Sprintf("cold-%d", r.Reps)), Tag: "latest", Cache: cache, Platforms: base.Platforms}
+		}))
 	}
 	return tables, nil
 }

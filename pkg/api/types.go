@@ -100,6 +100,9 @@ type Platform struct {
 	Variant      string `json:"variant,omitempty"`
 }
 
+// PlatformList is a list of platforms, each as Platform accepts it.
+type PlatformList []Platform
+
 // OutRequest is out's stdin.
 type OutRequest struct {
 	Source Source    `json:"source"`
@@ -134,6 +137,7 @@ type OutParams struct {
 	NoCache        bool              `json:"no_cache,omitempty"`
 	Squash         bool              `json:"squash,omitempty"`
 	Platform       *Platform         `json:"platform,omitempty"`
+	Platforms      PlatformList      `json:"platforms,omitempty"` // one image each, pushed as one index
 	LoadBase       string            `json:"load_base,omitempty"`
 	LoadBases      []string          `json:"load_bases,omitempty"`
 	Offline        bool              `json:"offline,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"regexp"
 	"runtime"
@@ -96,6 +97,26 @@ func (p *Platform) UnmarshalJSON(data []byte) error {
 	if p.OS == "" || p.Architecture == "" {
 		return &FieldError{Path: "platform", Msg: "expected both os and architecture"}
 	}
+	return nil
+}
+
+// UnmarshalJSON accepts a list of platforms; an item's error names its index.
+func (l *PlatformList) UnmarshalJSON(data []byte) error {
+	var items []json.RawMessage
+	if err := json.Unmarshal(data, &items); err != nil {
+		return &FieldError{Path: "platforms", Msg: "expected a list of platforms such as [linux/amd64, linux/arm64]"}
+	}
+	out := make(PlatformList, len(items))
+	for i, item := range items {
+		if err := out[i].UnmarshalJSON(item); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return &FieldError{Path: fmt.Sprintf("platforms[%d]", i), Msg: fe.Msg}
+			}
+			return err
+		}
+	}
+	*l = out
 	return nil
 }
 
@@ -305,7 +326,15 @@ func (p OutParams) validate() error {
 		return fieldErr("params.storage_driver", "expected overlay or vfs, got %q", p.StorageDriver)
 	}
 	if p.Platform != nil && *p.Platform != RunningPlatform() {
-		return fieldErr("params.platform", "only the running platform %s is supported, got %s", RunningPlatform(), p.Platform)
+		if p.Build == "" {
+			return fieldErr("params.platform", "only a build can be for another platform than the running one (%s), got %s", RunningPlatform(), p.Platform)
+		}
+		if p.Platform.OS != "linux" {
+			return fieldErr("params.platform", "expected a linux platform, got %s", p.Platform)
+		}
+	}
+	if err := validatePlatforms(p); err != nil {
+		return err
 	}
 	for id, s := range p.Secrets {
 		if (s.Env == "") == (s.Source == "") {
@@ -330,6 +359,33 @@ func (p OutParams) validate() error {
 		if !ValidTag(p.Version) {
 			return fieldErr("params.version", "expected a tag-compatible version, got %q", p.Version)
 		}
+	}
+	return nil
+}
+
+// validatePlatforms checks params.platforms: a build's, without platform, linux ones, each once.
+func validatePlatforms(p OutParams) error {
+	if p.Platforms == nil {
+		return nil
+	}
+	switch {
+	case len(p.Platforms) == 0:
+		return fieldErr("params.platforms", "expected at least one platform such as linux/arm64")
+	case p.Build == "":
+		return fieldErr("params.platforms", "needs params.build: only a build can make a multi-platform image")
+	case p.Platform != nil:
+		return fieldErr("params.platforms", "cannot be combined with params.platform")
+	}
+	seen := map[string]bool{}
+	for i, pl := range p.Platforms {
+		field := fmt.Sprintf("params.platforms[%d]", i)
+		if pl.OS != "linux" {
+			return fieldErr(field, "expected a linux platform, got %s", pl)
+		}
+		if seen[pl.String()] {
+			return fieldErr(field, "%s is listed twice", pl)
+		}
+		seen[pl.String()] = true
 	}
 	return nil
 }

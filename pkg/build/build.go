@@ -49,6 +49,11 @@ type Options struct {
 	// Labels are laid over the built image's config (after the build: they are no step).
 	Labels map[string]string
 	Target string
+	// Platform is the platform to build for, "os/arch[/variant]". "" builds for the running
+	// platform with no choice made (each base as it is). Set, it is buildah's --platform: bases
+	// and pulls are that platform's, TARGETPLATFORM, TARGETOS, TARGETARCH and TARGETVARIANT say
+	// it, and a RUN of a foreign architecture runs under the emulation the caller set up.
+	Platform string
 	// Secrets maps a secret id to the path of a file holding it, for
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
@@ -65,6 +70,13 @@ type Options struct {
 	// layers as they are (docker build --squash): a push still reuses them.
 	Squash bool
 	Bases  []Base // loaded bases
+	// StageBases are loaded bases for the stages built for another platform than Platform
+	// (FROM --platform=$BUILDPLATFORM ...), each with its Platform set. A name both lists carry
+	// names a manifest list in storage: each stage finds its platform's image.
+	StageBases []Base
+	// StagePulls are the images (normalized references) stages built for another platform read
+	// that no loaded base holds for that platform: the build pulls them.
+	StagePulls []string
 	// StorageDriver is "", "overlay" or "vfs"; "" probes overlay (a real
 	// mount test) and falls back to vfs.
 	StorageDriver string
@@ -112,6 +124,8 @@ type Base struct {
 	// several images: the one whose digest is Digest (or Image's digest), or
 	// the one for the running platform.
 	Path string
+	// Platform is the platform ("os/arch[/variant]") a StageBases image is loaded for.
+	Platform string
 	// Image is the same image as go-containerregistry sees it (compressed
 	// layers as saved); its layers are reused in the result. May be nil.
 	// When set for an OCI base, it is what is loaded (its blobs read in
@@ -252,24 +266,6 @@ func (r *Result) Close() error {
 	return errors.Join(errs...)
 }
 
-// loadBases loads every base into the store and returns name -> digest.
-func loadBases(ctx context.Context, store storage.Store, env *environment, opts Options) (map[string]string, error) {
-	digests := map[string]string{}
-	for _, b := range opts.Bases {
-		if err := loadBase(ctx, store, env.sys, b, opts.Log); err != nil {
-			return nil, err
-		}
-		digest, err := baseDigest(b)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range b.Names {
-			digests[n] = digest
-		}
-	}
-	return digests, nil
-}
-
 // buildahOptions are the options for imagebuildah.BuildDockerfiles.
 func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out io.Writer) (define.BuildOptions, error) {
 	annotations, err := baseAnnotations(dockerfileBytes, opts)
@@ -280,7 +276,7 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 	if err != nil {
 		return define.BuildOptions{}, err
 	}
-	return define.BuildOptions{
+	buildOpts := define.BuildOptions{
 		ContextDirectory: opts.ContextDir,
 		PullPolicy:       define.PullIfMissing, // a loaded base is never looked up in a registry
 		Isolation:        define.IsolationChroot,
@@ -306,7 +302,21 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 		NetworkInterface:        hostNetwork{},
 		MaxPullPushRetries:      2,
 		PullPushRetryDelay:      2 * time.Second,
-	}, nil
+	}
+	if opts.Platform != "" {
+		withPlatform(&buildOpts, env)
+	}
+	return buildOpts, nil
+}
+
+// withPlatform builds for env's platform choice. With a platform chosen, buildah's "missing"
+// pull policy asks the registry whether a base in storage is the newest for that platform, so
+// when every FROM is a loaded base the policy is "never": no registry contact, as without one.
+func withPlatform(o *define.BuildOptions, env *environment) {
+	o.Platforms = []struct{ OS, Arch, Variant string }{{env.sys.OSChoice, env.sys.ArchitectureChoice, env.sys.VariantChoice}}
+	if !env.pulls {
+		o.PullPolicy = define.PullNever
+	}
 }
 
 func withDefaults(opts Options) (Options, error) {

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/containers/buildah/define"
@@ -97,9 +98,9 @@ func resultImage(ctx context.Context, store storage.Store, id string, opts Optio
 func knownLayersByDiffID(opts Options, manifestType types.MediaType) (map[v1.Hash]v1.Layer, error) {
 	byDiffID := map[v1.Hash]v1.Layer{}
 	images := map[string]v1.Image{}
-	for _, b := range opts.Bases {
+	for _, b := range append(slices.Clone(opts.Bases), opts.StageBases...) {
 		if b.Image != nil {
-			images[fmt.Sprintf("base %v", b.Names)] = b.Image
+			images[strings.TrimSpace(fmt.Sprintf("base %v %s", b.Names, b.Platform))] = b.Image
 		}
 	}
 	if opts.Cache != nil {

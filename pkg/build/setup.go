@@ -29,6 +29,7 @@ type environment struct {
 	manifestType string // define.OCIv1ImageManifest or define.Dockerv2ImageManifest
 	ulimits      []string
 	secrets      []string
+	pulls        bool // a FROM is not a loaded base: the build pulls it
 }
 
 func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
@@ -61,6 +62,7 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 	if err != nil {
 		return nil, err
 	}
+	env.pulls = len(hosts) > 0
 	if opts.CacheRepo != "" {
 		repo, err := name.NewRepository(opts.CacheRepo)
 		if err != nil {
@@ -101,7 +103,25 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 		// FROM ubuntu means docker.io/library/ubuntu, as with docker build.
 		PodmanOnlyShortNamesIgnoreRegistriesConfAndForceDockerHub: true,
 	}
+	if opts.Platform != "" {
+		if err := choosePlatform(env.sys, opts.Platform); err != nil {
+			return nil, err
+		}
+	}
 	return env, nil
+}
+
+// choosePlatform makes sys pick platform ("os/arch[/variant]") in image indexes.
+func choosePlatform(sys *types.SystemContext, platform string) error {
+	parts := strings.Split(platform, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("build options: platform %q: expected os/arch[/variant]", platform)
+	}
+	sys.OSChoice, sys.ArchitectureChoice = parts[0], parts[1]
+	if len(parts) == 3 {
+		sys.VariantChoice = parts[2]
+	}
+	return nil
 }
 
 // currentUlimits keeps RUN at the current nofile/nproc limits: buildah would
@@ -145,7 +165,7 @@ func secretSpecs(secrets map[string]string) ([]string, error) {
 }
 
 // pulledRegistries returns the registry hosts of the external images no
-// base covers: those are the ones buildah will pull.
+// base covers, and of StagePulls: those are the ones buildah will pull.
 func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 	refs, err := dockerfile.ExternalImages(dockerfileBytes, opts.BuildArgs, opts.Target)
 	if err != nil {
@@ -153,7 +173,7 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 	}
 	var hosts []string
 	for _, ref := range refs {
-		if slices.ContainsFunc(opts.Bases, func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
+		if slices.ContainsFunc(append(slices.Clone(opts.Bases), opts.StageBases...), func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
 			continue
 		}
 		r, err := name.ParseReference(ref.Normalized)
@@ -163,6 +183,16 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 		host := registryHost(r.Context())
 		opts.Log.Infof("Dockerfile line %d: %s is not a loaded base, it will be pulled", ref.Line, ref.Original)
 		if !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	for _, image := range opts.StagePulls {
+		r, err := name.ParseReference(image)
+		if err != nil {
+			return nil, fmt.Errorf("stage image %s: %w", image, err)
+		}
+		opts.Log.Infof("%s is not a loaded base for its stage's platform, it will be pulled", image)
+		if host := registryHost(r.Context()); !slices.Contains(hosts, host) {
 			hosts = append(hosts, host)
 		}
 	}

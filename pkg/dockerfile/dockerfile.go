@@ -1,5 +1,6 @@
 // Package dockerfile finds the external images a Dockerfile names and maps
-// them onto base images that are already loaded.
+// them onto base images that are already loaded, and the images stages built
+// for another platform (FROM --platform=...) read.
 //
 // It is pure logic: it parses the Dockerfile with imagebuilder's parser (the
 // one buildah uses), expands ARGs the way buildah does for FROM lines, follows
@@ -10,6 +11,7 @@ package dockerfile
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"runtime"
 	"strconv"
 	"strings"
@@ -119,8 +121,10 @@ func repository(r name.Repository) string {
 
 // stage is one FROM ... section of a Dockerfile.
 type stage struct {
-	name string // lower-cased AS name, "" if none
-	uses []use  // uses[0] is the FROM; then COPY --from / RUN --mount from=
+	name     string // lower-cased AS name, "" if none
+	uses     []use  // uses[0] is the FROM; then COPY --from / RUN --mount from=
+	platform string // FROM --platform=, expanded; "" if none
+	runs     bool   // has a RUN instruction
 }
 
 // use is an image or stage a stage reads from.
@@ -180,6 +184,7 @@ func parseStages(dockerfile []byte, buildArgs map[string]string) ([]stage, error
 			stages = append(stages, st)
 		case "copy", "add", "run":
 			cur := &stages[len(stages)-1]
+			cur.runs = cur.runs || node.Value == "run"
 			for _, value := range fromFlags(node) {
 				v, err := expand(value)
 				if err != nil {
@@ -243,6 +248,13 @@ func fromStage(node *parser.Node, expand func(string) (string, error), earlier [
 		return st, fmt.Errorf("Dockerfile line %d: FROM %s expands to an empty image name", node.StartLine, args[0])
 	}
 	st.uses = []use{{value: image, line: node.StartLine, stage: stageIndex(earlier, image)}}
+	for _, flag := range node.Flags {
+		if v, ok := strings.CutPrefix(flag, "--platform="); ok {
+			if st.platform, err = expand(v); err != nil {
+				return st, err
+			}
+		}
+	}
 	return st, nil
 }
 
@@ -330,6 +342,73 @@ func firstWord(s string) string {
 		return f[0]
 	}
 	return s
+}
+
+// PlatformArgs are the automatic platform ARGs of a build for target on the build platform
+// build (both "os/arch[/variant]"), as BuildKit and buildah define them; build args given as
+// these override them when expanding FROM lines.
+func PlatformArgs(target, build string) map[string]string {
+	args := map[string]string{}
+	for prefix, platform := range map[string]string{"TARGET": target, "BUILD": build} {
+		parts := append(strings.SplitN(platform, "/", 3), "", "")
+		args[prefix+"PLATFORM"] = platform
+		args[prefix+"OS"], args[prefix+"ARCH"], args[prefix+"VARIANT"] = parts[0], parts[1], parts[2]
+	}
+	return args
+}
+
+// CrossStageImages returns, by platform, the external images that FROM lines with a --platform
+// flag other than the build's target platform read, for the stages target needs: a build for one
+// platform needs those images of another (e.g. FROM --platform=$BUILDPLATFORM golang AS build).
+// platformArgs (see PlatformArgs) and then buildArgs expand the flags and images.
+func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (map[string][]Ref, error) {
+	args := maps.Clone(platformArgs)
+	maps.Copy(args, buildArgs)
+	stages, err := parseStages(dockerfile, args)
+	if err != nil {
+		return nil, err
+	}
+	last, err := targetStage(stages, target)
+	if err != nil {
+		return nil, err
+	}
+	needed := neededStages(stages, last)
+	out := map[string][]Ref{}
+	for i, st := range stages[:last+1] {
+		from := st.uses[0]
+		if !needed[i] || st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"] || from.stage >= 0 || isScratch(from.value) {
+			continue
+		}
+		normalized, err := Normalize(from.value)
+		if err != nil {
+			return nil, fmt.Errorf("Dockerfile line %d: invalid image reference %q: %w", from.line, from.value, err)
+		}
+		out[st.platform] = append(out[st.platform], Ref{Original: from.value, Line: from.line, Normalized: normalized})
+	}
+	return out, nil
+}
+
+// RunsOnTarget reports whether a stage target needs, built for the target platform (no
+// --platform flag, or one naming it), has a RUN instruction: only then must the machine run the
+// target platform's programs. platformArgs (see PlatformArgs) and then buildArgs expand the flags.
+func RunsOnTarget(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (bool, error) {
+	args := maps.Clone(platformArgs)
+	maps.Copy(args, buildArgs)
+	stages, err := parseStages(dockerfile, args)
+	if err != nil {
+		return false, err
+	}
+	last, err := targetStage(stages, target)
+	if err != nil {
+		return false, err
+	}
+	needed := neededStages(stages, last)
+	for i, st := range stages[:last+1] {
+		if needed[i] && st.runs && (st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // builtinArgs are the platform ARGs buildah predefines for FROM lines.

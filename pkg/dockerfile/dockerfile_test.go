@@ -313,3 +313,35 @@ func TestCacheMounts(t *testing.T) {
 		t.Fatalf("a cache mount without target: %v", err)
 	}
 }
+
+func TestCrossStageImages(t *testing.T) {
+	dockerfile := "ARG BASE=busybox\n" +
+		"FROM --platform=$BUILDPLATFORM golang:1.26 AS build\nRUN true\n" +
+		"FROM --platform=$TARGETPLATFORM ${BASE} AS same\n" +
+		"FROM --platform=linux/s390x alpine AS unused\n" +
+		"FROM --platform=$BUILDPLATFORM build AS again\n" +
+		"FROM ${BASE}\nCOPY --from=build / /\nCOPY --from=same / /\nCOPY --from=again / /\n"
+	got, err := CrossStageImages([]byte(dockerfile), map[string]string{"BASE": "example.com/base:1"}, PlatformArgs("linux/arm64/v8", "linux/amd64"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]Ref{"linux/amd64": {{"golang:1.26", 2, "docker.io/library/golang:1.26"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for dockerfile, want := range map[string]bool{
+		"FROM --platform=$BUILDPLATFORM a AS b\nRUN make\nFROM c\nCOPY --from=b / /\n": false,
+		"FROM a AS b\nRUN make\nFROM c\nCOPY x /\n":                                    false, // b is not needed
+		"FROM a AS b\nRUN make\nFROM c\nCOPY --from=b / /\n":                           true,
+		"FROM --platform=$TARGETPLATFORM a\nRUN make\n":                                true,
+	} {
+		got, err := RunsOnTarget([]byte(dockerfile), nil, PlatformArgs("linux/arm64/v8", "linux/amd64"), "")
+		if err != nil || got != want {
+			t.Errorf("RunsOnTarget(%q) = %v, %v; want %v", dockerfile, got, err, want)
+		}
+	}
+	args := PlatformArgs("linux/arm64/v8", "linux/amd64")
+	if args["TARGETARCH"] != "arm64" || args["TARGETVARIANT"] != "v8" || args["BUILDOS"] != "linux" || args["BUILDVARIANT"] != "" {
+		t.Errorf("PlatformArgs: %v", args)
+	}
+}

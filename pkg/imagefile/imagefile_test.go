@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,7 @@ func TestOCILayoutKeepsTheIndex(t *testing.T) {
 			t.Errorf("asked for %s, got %s (%s)", arch, cfg.Architecture, a.Format)
 		}
 	}
-	if _, err := imagefile.Open(filepath.Dir(dir), v1.Platform{OS: "linux", Architecture: "s390x"}); err == nil || !strings.Contains(err.Error(), "no image for platform linux/s390x") {
+	if _, err := imagefile.Open(filepath.Dir(dir), v1.Platform{OS: "linux", Architecture: "s390x"}); !errors.Is(err, imagefile.ErrNoPlatform) || !strings.Contains(err.Error(), "no image for platform linux/s390x") {
 		t.Errorf("missing platform: %v", err)
 	}
 }

@@ -311,6 +311,9 @@ func openLayout(s blobStore, platform v1.Platform) (*Archive, error) {
 	return nil, errors.New("indexes nested too deep")
 }
 
+// ErrNoPlatform says an index holds no image for the platform asked.
+var ErrNoPlatform = errors.New("no image for platform")
+
 // pick chooses the descriptor for the platform: the only one, or the one whose platform matches.
 func pick(descs []v1.Descriptor, platform v1.Platform) (v1.Descriptor, error) {
 	var candidates []v1.Descriptor
@@ -334,7 +337,7 @@ func pick(descs []v1.Descriptor, platform v1.Platform) (v1.Descriptor, error) {
 	if len(candidates) == 0 {
 		return v1.Descriptor{}, errors.New("index.json lists no image")
 	}
-	return v1.Descriptor{}, fmt.Errorf("no image for platform %s (found %s)", platform.String(), strings.Join(seen, ", "))
+	return v1.Descriptor{}, fmt.Errorf("%w %s (found %s)", ErrNoPlatform, platform.String(), strings.Join(seen, ", "))
 }
 
 func layoutImage(s blobStore, manifest []byte, mt types.MediaType) (v1.Image, error) {

@@ -33,7 +33,7 @@ const (
 	busyboxImageRepo = "localhost/buildah-image-resource-test/busybox"
 	// goImagePackages are what the Dockerfile's builder stage needs (it installs them from the
 	// network when missing; debootstrap puts them in).
-	goImagePackages = "gcc,libc6-dev,libseccomp-dev,pkg-config,ca-certificates,git"
+	goImagePackages = "gcc,libc6-dev,libseccomp-dev,pkg-config,ca-certificates,git,qemu-user-static"
 	// hostCABundle is copied into GO_IMAGE (the module proxy may be reached through a TLS proxy
 	// only the host trusts) and into the prebuilt image.
 	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"

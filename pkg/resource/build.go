@@ -50,17 +50,21 @@ var concourseVars = []string{"BUILD_ID", "BUILD_NAME", "BUILD_JOB_NAME", "BUILD_
 // gets saved (every FROM naming one uses it, unchanged), refuses uncovered FROMs when offline,
 // computes the cache keys and reads the cache images the params name, and then either reuses a
 // cache image that has every step (nothing runs) or builds with buildah, reusing the steps that
-// hit. tag is the tag being pushed, the default cache_tag.
-func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, tag string) (_ *builtImage, err error) {
+// hit. tag is the tag being pushed, the default cache_tag. target is the platform to build for:
+// the running one, with no platform choice made, when nil.
+func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, tag string, target *api.Platform) (_ *builtImage, err error) {
 	p := req.Params
 	opts, dockerfileText, err := buildOptions(dir, req, env)
 	if err != nil {
 		return nil, err
 	}
+	if target != nil {
+		opts.Platform = target.String()
+	}
 	if err := checkParamDirs(dir, p); err != nil {
 		return nil, err
 	}
-	bases, closeBases, err := openBases(dir, p)
+	bases, closeBases, err := openBases(dir, p, target, env)
 	if err != nil {
 		return nil, err
 	}
@@ -77,9 +81,14 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	for _, base := range bases {
 		maps.Copy(out.mountSources, layerSources(base))
 	}
+	if target != nil {
+		if opts.StageBases, opts.StagePulls, err = stageBases(dir, p, dockerfileText, opts.BuildArgs, *target, out, env); err != nil {
+			return nil, err
+		}
+	}
 
 	start := time.Now()
-	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env})
+	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env, platform: platformOf(target)})
 	out.onClose(cached.close)
 	if cached.allHit() {
 		img, mounts, err := cached.reuse()
@@ -111,8 +120,11 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.CACertsDir, err = writeCACerts(workDir, req.Source.CACerts); err != nil {
 		return nil, err
 	}
-	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, env)
+	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, mountTagSuffix(target), env)
 	if err != nil {
+		return nil, err
+	}
+	if err := ensureEmulation(target, dockerfileText, opts, env); err != nil {
 		return nil, err
 	}
 	result, err := build.Build(ctx, opts)
@@ -286,8 +298,10 @@ func readMap(dir, file string, inline map[string]string, field string, log *logr
 	return out, nil
 }
 
-// openBases opens every load_base and load_bases directory.
-func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error) {
+// openBases opens every load_base and load_bases directory: the image for the running platform,
+// or for target when set. For a target, a base holding no image of that platform (an index
+// without it, or an image whose config names another) is left out, with a line saying so.
+func openBases(dir string, p api.OutParams, target *api.Platform, env Env) ([]*imagefile.Archive, func(), error) {
 	paths, err := baseDirs(dir, p)
 	if err != nil {
 		return nil, nil, err
@@ -296,7 +310,7 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 	if p.LoadBase != "" {
 		dirs = append([]string{p.LoadBase}, dirs...)
 	}
-	platform := v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	platform := platformOf(target)
 	var archives []*imagefile.Archive
 	closeAll := func() {
 		for _, a := range archives {
@@ -305,6 +319,13 @@ func openBases(dir string, p api.OutParams) ([]*imagefile.Archive, func(), error
 	}
 	for i, d := range dirs {
 		a, err := imagefile.Open(paths[i], platform)
+		if target != nil && (errors.Is(err, imagefile.ErrNoPlatform) || (err == nil && !imageIsFor(a.Image, *target))) {
+			if a != nil {
+				a.Close()
+			}
+			env.Log.Infof("load base %s: holds no %s image, not used for that platform", d, target)
+			continue
+		}
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("load base %s: %w", d, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -37,6 +38,7 @@ type cacheInput struct {
 	opts           build.Options // the build's options (no work dir yet)
 	req            api.OutRequest
 	env            Env
+	platform       v1.Platform // the platform built: cache images and FROM images are read for it
 }
 
 // planCache computes the build's cache keys (no build), reads the cache images the params name
@@ -53,7 +55,7 @@ func planCache(ctx context.Context, in cacheInput) *buildCache {
 	c.labels = labels
 	c.plan, err = cachekey.NewPlan(cachekey.Input{
 		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
-		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: platformString(),
+		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: keyPlatform(in.platform),
 		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
 		Images: identities(ctx, in),
 	})
@@ -181,7 +183,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			tag = in.tag
 		}
 		ref := src.Repository + ":" + tag
-		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, env) }})
+		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, in.platform, env) }})
 	}
 	for i, item := range p.CacheFrom {
 		item := item
@@ -191,18 +193,18 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			continue
 		}
 		if info, err := os.Stat(path); err == nil && info.IsDir() {
-			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path) }})
+			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path, in.platform) }})
 			continue
 		}
-		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, env) }})
+		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, in.platform, env) }})
 	}
 	return sources
 }
 
 // openDir opens the image a get left in dir; its saved name, when it has one, is where its
 // layers can be mounted from.
-func (c *buildCache) openDir(dir string) (*cache.Image, error) {
-	a, err := imagefile.Open(dir, runningPlatform())
+func (c *buildCache) openDir(dir string, platform v1.Platform) (*cache.Image, error) {
+	a, err := imagefile.Open(dir, platform)
 	if err != nil {
 		return nil, err
 	}
@@ -210,8 +212,9 @@ func (c *buildCache) openDir(dir string) (*cache.Image, error) {
 	return &cache.Image{Image: a.Image, Ref: a.Name}, nil
 }
 
-// lookup reads an image reference's manifest and config from its registry.
-func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Image, error) {
+// lookup reads an image reference's manifest and config from its registry (an index's image for
+// the platform).
+func lookup(ctx context.Context, src api.Source, ref string, platform v1.Platform, env Env) (*cache.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
@@ -220,7 +223,7 @@ func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Im
 	if err != nil {
 		return nil, err
 	}
-	f, err := client.Lookup(r.Identifier(), runningPlatform())
+	f, err := client.Lookup(r.Identifier(), platform)
 	if err != nil || f == nil {
 		return nil, err
 	}
@@ -249,6 +252,9 @@ func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
 			continue
 		}
 		id, err := identity(img)
+		if err == nil {
+			id.ID, err = withStageImages(id.ID, in.opts.StageBases, ref.Normalized)
+		}
 		if err != nil {
 			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
 			continue
@@ -256,6 +262,22 @@ func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
 		out[ref.Normalized] = id
 	}
 	return out
+}
+
+// withStageImages adds to id the config digests of the stage bases (images of other platforms,
+// for FROM --platform stages) named normalized: a change of either image changes the keys.
+func withStageImages(id string, stageBases []build.Base, normalized string) (string, error) {
+	for _, b := range stageBases {
+		if b.Image == nil || !slices.Contains(b.Names, normalized) {
+			continue
+		}
+		config, err := b.Image.ConfigName()
+		if err != nil {
+			return "", err
+		}
+		id += " " + b.Platform + "=" + config.String()
+	}
+	return id, nil
 }
 
 // resolveImage is the loaded base with that name, else the registry's image (none offline).
@@ -270,7 +292,7 @@ func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Ima
 	if in.req.Params.Offline {
 		return nil, nil
 	}
-	found, err := lookup(ctx, in.req.Source, normalized, in.env)
+	found, err := lookup(ctx, in.req.Source, normalized, in.platform, in.env)
 	if err != nil {
 		return nil, err
 	}
@@ -315,10 +337,18 @@ func manifestFormat(p api.OutParams) string {
 	return p.ManifestFormat
 }
 
-func runningPlatform() v1.Platform {
-	return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+// keyPlatform is the platform in the cache keys: os/arch, and the variant when there is one.
+func keyPlatform(p v1.Platform) string {
+	if p.Variant != "" {
+		return p.OS + "/" + p.Architecture + "/" + p.Variant
+	}
+	return p.OS + "/" + p.Architecture
 }
 
-func platformString() string {
-	return api.RunningPlatform().OS + "/" + api.RunningPlatform().Architecture
+// platformOf is target as go-containerregistry names it; the running platform when nil.
+func platformOf(target *api.Platform) v1.Platform {
+	if target == nil {
+		return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
+	}
+	return v1.Platform{OS: target.OS, Architecture: target.Architecture, Variant: target.Variant}
 }

@@ -30,13 +30,14 @@ type cacheMounts struct {
 	repo     *registry.Client   // nil without cache_repo
 	tmpDir   string
 	maxSize  int64
+	suffix   string // appended to each mount's tag: one mount per platform of a multi-platform build
 	env      Env
 }
 
 // restoreCacheMounts fills the cache mounts the params keep into tmpDir, buildah's TMPDIR for the
-// build. A mount with nothing saved starts empty; a failure to restore is a warning. no_cache does
+// build; tagSuffix follows each mount's tag in cache_repo. A mount with nothing saved starts empty; a failure to restore is a warning. no_cache does
 // not drop them: as BuildKit's --no-cache, it reruns every step, and the reruns keep their caches.
-func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, dockerfileText []byte, tmpDir string, env Env) (*cacheMounts, error) {
+func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, dockerfileText []byte, tmpDir, tagSuffix string, env Env) (*cacheMounts, error) {
 	p := req.Params
 	if p.CacheMounts == nil {
 		return nil, nil
@@ -45,7 +46,7 @@ func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, doc
 	if err != nil {
 		return nil, fmt.Errorf("params.dockerfile: %w", err)
 	}
-	c := &cacheMounts{restored: map[string]v1.Hash{}, tmpDir: tmpDir, maxSize: defaultCacheMountMax, env: env}
+	c := &cacheMounts{restored: map[string]v1.Hash{}, tmpDir: tmpDir, maxSize: defaultCacheMountMax, suffix: tagSuffix, env: env}
 	if p.CacheMountsMaxSize != nil {
 		c.maxSize = int64(*p.CacheMountsMaxSize)
 	}
@@ -115,14 +116,20 @@ func (c *cacheMounts) repoRef(m dockerfile.CacheMount) string {
 	if c.repo == nil {
 		return ""
 	}
-	return c.repo.Name() + ":" + cachemount.Tag(m)
+	return c.repo.Name() + ":" + c.tag(m)
+}
+
+// tag is the mount's tag in cache_repo: its own, then the suffix, at most 128 characters.
+func (c *cacheMounts) tag(m dockerfile.CacheMount) string {
+	tag := cachemount.Tag(m)
+	return tag[:min(len(tag), 128-len(c.suffix))] + c.suffix
 }
 
 func (c *cacheMounts) fromRepo(m dockerfile.CacheMount) v1.Image {
 	if c.repo == nil {
 		return nil
 	}
-	desc, err := c.repo.Head(cachemount.Tag(m))
+	desc, err := c.repo.Head(c.tag(m))
 	if err != nil || desc == nil {
 		if err != nil {
 			c.env.Log.Warnf("cache mount %s: %v", m.ID, err)
@@ -163,7 +170,7 @@ func (c *cacheMounts) save() {
 		case c.repo == nil:
 			continue
 		}
-		if _, err := c.repo.Push(packed.Image, []string{cachemount.Tag(m)}, nil); err != nil {
+		if _, err := c.repo.Push(packed.Image, []string{c.tag(m)}, nil); err != nil {
 			c.env.Log.Warnf("cache mount %s: push: %v", m.ID, err)
 			continue
 		}

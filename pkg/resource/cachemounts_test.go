@@ -15,7 +15,7 @@ func TestNoCacheKeepsCacheMounts(t *testing.T) {
 	var log bytes.Buffer
 	dockerfile := []byte("FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs true\n")
 	req := api.OutRequest{Params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}}
-	mounts, err := restoreCacheMounts(context.Background(), t.TempDir(), req, dockerfile, t.TempDir(), Env{Log: NewLogger(&log)})
+	mounts, err := restoreCacheMounts(context.Background(), t.TempDir(), req, dockerfile, t.TempDir(), "", Env{Log: NewLogger(&log)})
 	if err != nil {
 		t.Fatal(err)
 	}

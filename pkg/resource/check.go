@@ -82,7 +82,7 @@ func checkTag(client *registry.Client, tag string, since *api.Version, env Env) 
 	if since == nil || since.Digest == "" || since.Digest == current.Digest {
 		return []api.Version{current}, nil
 	}
-	if _, err := client.Get(since.Digest, runningPlatform()); err != nil {
+	if _, err := client.Get(since.Digest, platformOf(nil)); err != nil {
 		env.Log.Debugf("check: the requested version %s is gone (%v): reporting the current one only", since.Digest, err)
 		return []api.Version{current}, nil
 	}

@@ -49,10 +49,14 @@ func Out(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 
+	if len(params.Platforms) > 0 {
+		return outIndex(ctx, dir, req, env, client, tagList)
+	}
+
 	var img remote.Taggable
 	var metadata []api.MetadataField
 	if params.Build != "" {
-		built, err := buildImage(ctx, dir, req, env, tagList[0])
+		built, err := buildImage(ctx, dir, req, env, tagList[0], foreignPlatform(params.Platform))
 		if err != nil {
 			return nil, err
 		}
@@ -143,6 +147,55 @@ func taggableSize(t remote.Taggable) (int64, error) {
 		total += size
 	}
 	return total, nil
+}
+
+// outIndex builds every platform of params.platforms and pushes their index: the images by
+// digest first, the index by digest next, the tags last. The version is the index's digest.
+func outIndex(ctx context.Context, dir string, req api.OutRequest, env Env, client *registry.Client, tagList []string) (any, error) {
+	built, err := buildPlatforms(ctx, dir, req, env, tagList[0], client)
+	if err != nil {
+		return nil, err
+	}
+	defer built.close()
+	start := time.Now()
+	env.Log.Infof("pushing %s:%s (%s)", client.Name(), strings.Join(tagList, ", "), platformCount(len(built.images)))
+	meter := progress.NewMeter(env.Log, "uploaded", 0)
+	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
+	go func() { meter.Updates(updates); close(consumed) }()
+	digest, err := client.Push(built.index, tagList, updates)
+	<-consumed // Push closes updates: the meter's last line comes before any error's
+	if err != nil {
+		return nil, err
+	}
+	size, err := indexSize(built.images)
+	if err != nil {
+		return nil, err
+	}
+	platforms, err := platformDigests(built.index)
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Infof("pushed %s@%s in %.1fs: uploaded %s, the registry had the rest of the images' %s",
+		client.Name(), digest, time.Since(start).Seconds(), progress.Size(client.Uploaded()), progress.Size(size))
+	metadata := append([]api.MetadataField{
+		{Name: "repository", Value: client.Name()},
+		{Name: "tags", Value: strings.Join(tagList, " ")},
+		{Name: "digest", Value: digest.String()},
+		{Name: "size", Value: strconv.FormatInt(size, 10)},
+	}, platforms...)
+	return api.Response{
+		Version:  api.Version{Digest: digest.String(), Tag: tagList[0]},
+		Metadata: append(metadata, built.metadata...),
+	}, nil
+}
+
+// foreignPlatform is platform when it is not the running one: a build for the running platform
+// makes no platform choice, as without the param.
+func foreignPlatform(platform *api.Platform) *api.Platform {
+	if platform == nil || *platform == api.RunningPlatform() {
+		return nil
+	}
+	return platform
 }
 
 // readyImage opens the image a put pushes without building: image (a glob), load, load_file or import_file.

@@ -5,8 +5,9 @@
 // need, all offline and on 127.0.0.1:
 //
 //   - deterministic test images built with go-containerregistry
-//     (BusyboxImage, MultiLayerImage, TwoPlatformIndex) and helpers to save
-//     them as OCI or docker archives;
+//     (BusyboxImage, MultiLayerImage, TwoPlatformIndex, and BusyboxImageFor
+//     an architecture with that architecture's own busybox) and helpers to
+//     save them as OCI or docker archives;
 //   - registries (StartInProcess, StartDistribution), each behind an
 //     in-process recorder so tests can assert on the traffic a registry saw;
 //   - the resource binaries, compiled once per test process (Binaries) and

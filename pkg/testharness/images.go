@@ -136,12 +136,60 @@ func SaveDockerArchive(t testing.TB, img v1.Image, path, repoTag string) {
 	}
 }
 
+// ForeignBusyboxDir holds static busybox binaries of other architectures, <dir>/<arch>/busybox:
+// .ci/setup extracts them from Debian's busybox-static:<arch> packages.
+const ForeignBusyboxDir = "/usr/local/lib/busybox-static"
+
+// BusyboxPathFor is the static busybox binary of arch (a GOARCH name): BusyboxPath on the host's
+// architecture, else below ForeignBusyboxDir.
+func BusyboxPathFor(arch string) string {
+	if arch == runtime.GOARCH {
+		return BusyboxPath
+	}
+	return filepath.Join(ForeignBusyboxDir, arch, "busybox")
+}
+
+// BusyboxImageFor is BusyboxImage for arch with that architecture's own busybox binary, so its
+// programs really run as arch (under QEMU on another machine). It skips the test when the binary
+// is missing, or fails it under CI=true.
+func BusyboxImageFor(t testing.TB, arch string) v1.Image {
+	t.Helper()
+	RequireFile(t, BusyboxPathFor(arch), "busybox-static:"+arch)
+	img, err := BusyboxFor(arch)
+	if err != nil {
+		t.Fatalf("building %s busybox image: %v", arch, err)
+	}
+	return img
+}
+
+// BusyboxFor is BusyboxImageFor for programs such as the benchmarks: it returns an error.
+func BusyboxFor(arch string) (v1.Image, error) {
+	path := BusyboxPathFor(arch)
+	busybox, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s (Debian's busybox-static:%s; see .ci/setup): %w", path, arch, err)
+	}
+	return busyboxImage(busybox, arch)
+}
+
+// RequireEmulation skips the test when QEMU's static interpreter for arch (a QEMU name such as
+// aarch64) is missing, or fails it under CI=true.
+func RequireEmulation(t testing.TB, qemuArch string) {
+	t.Helper()
+	RequireCommand(t, "qemu-"+qemuArch+"-static", "qemu-user-static")
+}
+
 // Busybox is BusyboxImage for programs such as the demo: it returns an error instead of failing a test.
 func Busybox(arch string) (v1.Image, error) {
 	busybox, err := os.ReadFile(BusyboxPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading busybox (install busybox-static): %w", err)
 	}
+	return busyboxImage(busybox, arch)
+}
+
+// busyboxImage is the busybox image around the binary, its config naming arch.
+func busyboxImage(busybox []byte, arch string) (v1.Image, error) {
 	entries := []tarEntry{
 		dir("bin/", 0o755),
 		file("bin/busybox", 0o755, busybox),

@@ -165,6 +165,16 @@ func (r *Registry) Image(t testing.TB, ref string) v1.Image {
 	return img
 }
 
+// Index returns the image index at ref, read lazily from the registry.
+func (r *Registry) Index(t testing.TB, ref string) v1.ImageIndex {
+	t.Helper()
+	idx, err := remote.Index(r.parse(t, ref), r.remoteOptions()...)
+	if err != nil {
+		t.Fatalf("reading index %s: %v", ref, err)
+	}
+	return idx
+}
+
 // Source returns the part of a Concourse `source` that reaches this
 // registry, without "repository": {"username", "password", "ca_certs"} for
 // a TLS registry, {"insecure": true} for a plain HTTP one.

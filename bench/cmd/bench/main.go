@@ -115,6 +115,12 @@ func run(ctx context.Context, cfg config) error {
 		Peers:    append([]bench.Peer{ours}, peers...),
 		FanPeers: append(append([]bench.Peer{ours}, peers...), bench.Ours{Bin: cfg.bin}),
 		PkgPeers: []bench.Peer{bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}, ours}}
+	runner.PlatformPeers = []bench.Peer{ours}
+	for _, p := range peers {
+		if _, ok := p.(bench.BuildKit); ok {
+			runner.PlatformPeers = append(runner.PlatformPeers, p)
+		}
+	}
 	for _, p := range peers {
 		if _, ok := p.(bench.BuildKit); ok {
 			runner.PkgPeers = append(runner.PkgPeers, p)
@@ -141,6 +147,14 @@ func run(ctx context.Context, cfg config) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+	}
+
+	if wantsPlatforms(cfg) {
+		tables, err := runPlatforms(ctx, cfg, runner, reg.Host, work, report)
+		if err != nil {
+			return err
+		}
+		report.Tables = append(report.Tables, tables...)
 	}
 
 	report.Duration = time.Since(started)
@@ -203,6 +217,36 @@ func writeReport(path string, report *bench.Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// wantsPlatforms says whether S6 or S6n run: asked with -only, or by default in a full run (the
+// smoke run leaves them out: they need QEMU and a foreign busybox).
+func wantsPlatforms(cfg config) bool {
+	if len(cfg.only) == 0 {
+		return cfg.mode == "full"
+	}
+	return slices.ContainsFunc(cfg.only, func(id string) bool { return strings.EqualFold(id, "S6") || strings.EqualFold(id, "S6n") })
+}
+
+// runPlatforms publishes the two-platform busybox base and runs S6 and S6n on it. Without the
+// foreign busybox, they are listed as skipped.
+func runPlatforms(ctx context.Context, cfg config, runner *bench.Runner, host, work string, report *bench.Report) ([]bench.Table, error) {
+	idx, description, err := bench.BusyboxIndex()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: skipping S6, S6n: %v\n", err)
+		report.Skipped = append(report.Skipped, [2]string{"S6, S6n (two platforms)", err.Error()})
+		return nil, nil
+	}
+	base, err := bench.PublishIndex(ctx, cfg.bin, host, "busybox-platforms", "1.36", description, idx, filepath.Join(work, "get-busybox-platforms"))
+	if err != nil {
+		return nil, err
+	}
+	report.Bases = append(report.Bases, base)
+	tables, err := runner.RunPlatforms(ctx, base, max(cfg.blobMB/5, 1))
+	if err != nil {
+		return nil, fmt.Errorf("scenarios on %s: %w", base.Name, err)
+	}
+	return tables, nil
 }
 
 // checkScenarios says which of ids is not a scenario.
