@@ -73,12 +73,12 @@ func Run(ctx context.Context, moduleRoot string, w io.Writer) error {
 		return err
 	}
 
-	d.say("3. in saves it into the volume a pipeline's `get: base` would have")
+	d.say("3. in saves it into the volume a pipeline's `get: base` (params: {format: oci}) would have")
 	baseDir := filepath.Join(put, "base")
 	if err := os.MkdirAll(baseDir, 0o755); err != nil {
 		return err
 	}
-	if _, err := d.run("in", map[string]any{"source": src, "version": versions[0]}, baseDir); err != nil {
+	if _, err := d.run("in", map[string]any{"source": src, "version": versions[0], "params": map[string]any{"format": "oci"}}, baseDir); err != nil {
 		return err
 	}
 	d.list(baseDir)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,6 +169,13 @@ func TestOfflineRefusesUncoveredFroms(t *testing.T) {
 // getInto runs in for repo@digest into dir.
 func getInto(t *testing.T, reg *testharness.Registry, repo, tag string, digest v1.Hash, dir string, params map[string]any) {
 	t.Helper()
+	if params["format"] == nil && params["save"] == nil && params["rootfs"] == nil {
+		params = maps.Clone(params) // format oci: what load_base and cache_from read; the default is rootfs
+		if params == nil {
+			params = map[string]any{}
+		}
+		params["format"] = "oci"
+	}
 	res := testharness.Run(t, "in", map[string]any{
 		"source": source(reg, repo, "tag", tag), "version": api.Version{Digest: digest.String(), Tag: tag}, "params": params,
 	}, mkdir(t, dir))

@@ -88,7 +88,7 @@ func TestInWritesEveryFormat(t *testing.T) {
 			src := source(reg, "app", "tag", "1.0")
 			configDigest, _ := img.ConfigName()
 
-			dir, resp := get(t, src, version, nil)
+			dir, resp := get(t, src, version, map[string]any{"format": "oci"})
 			if resp.Version != version || metadata(resp, "digest") != digest.String() {
 				t.Fatalf("response %+v", resp)
 			}

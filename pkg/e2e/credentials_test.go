@@ -94,7 +94,7 @@ func TestRedirectedBlobGetsNoAuthorization(t *testing.T) {
 	reg, blobs := testharness.StartRedirecting(t)
 	img := testharness.MultiLayerImage(t, 2, 1<<10)
 	digest := reg.Push(t, reg.Ref("app:1"), img)
-	dir, resp := get(t, source(reg, "app", "tag", "1"), api.Version{Digest: digest.String(), Tag: "1"}, nil)
+	dir, resp := get(t, source(reg, "app", "tag", "1"), api.Version{Digest: digest.String(), Tag: "1"}, map[string]any{"format": "oci"})
 	if resp.Version.Digest != digest.String() {
 		t.Errorf("got version %v, want digest %s", resp.Version, digest)
 	}

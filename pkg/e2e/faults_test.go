@@ -34,6 +34,7 @@ func TestTransientFaultsAreRetried(t *testing.T) {
 			dir := t.TempDir()
 			got := testharness.Run(t, "in", map[string]any{
 				"source": source(faulty, "app", "tag", "1"), "version": api.Version{Digest: digest.String(), Tag: "1"},
+				"params": map[string]any{"format": "oci"},
 			}, dir)
 			var resp api.Response
 			got.JSON(t, &resp)

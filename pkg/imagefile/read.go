@@ -112,7 +112,11 @@ func Detect(path string) (Format, string, error) {
 	if _, err := os.Stat(filepath.Join(path, "oci-layout")); err == nil {
 		return OCILayout, path, nil
 	}
-	return "", "", fmt.Errorf("%s: no image found: expected image.tar (format: oci), oci/ (format: oci-layout) or image (save: true) from a get", path)
+	hint := ""
+	if _, err := os.Stat(filepath.Join(path, "rootfs")); err == nil {
+		hint = " (rootfs/, what a get writes without params, is a filesystem, not an image)"
+	}
+	return "", "", fmt.Errorf("%s: no image found: expected image.tar (format: oci), oci/ (format: oci-layout) or image (save: true) from a get%s", path, hint)
 }
 
 // detectFile reads a tar's entry names: oci-layout means an OCI archive, manifest.json a docker archive.

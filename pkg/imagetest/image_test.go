@@ -250,7 +250,7 @@ func get(t *testing.T, image, dir string, src map[string]any, version api.Versio
 		t.Fatal(err)
 	}
 	var resp api.Response
-	runResource(t, image, "in", map[string]any{"source": src, "version": version}, dir).JSON(t, &resp)
+	runResource(t, image, "in", map[string]any{"source": src, "version": version, "params": map[string]any{"format": "oci"}}, dir).JSON(t, &resp)
 	return resp
 }
 

@@ -120,7 +120,7 @@ func matching(expr string, values map[string]string) []api.MetadataField {
 
 // outputs are the files a get writes. An explicit format is written as asked. Without one,
 // docker-image-resource's save and rootfs say what is written, as there (image; rootfs.tar and
-// rootfs/); with neither, format oci.
+// rootfs/); with neither, format rootfs, as both of them.
 type outputs struct {
 	ociArchive, ociLayout, rootfsDir bool // image.tar, oci/, rootfs/
 	dockerArchive, rootfsTar         bool // image, rootfs.tar
@@ -129,7 +129,7 @@ type outputs struct {
 func wanted(p api.InParams) outputs {
 	format := p.Format
 	if format == "" && !p.Save && !p.Rootfs {
-		format = "oci"
+		format = "rootfs" // both docker-image-resource's and registry-image-resource's default
 	}
 	return outputs{
 		ociArchive: format == "oci", ociLayout: format == "oci-layout", rootfsDir: format == "rootfs" || p.Rootfs,
