@@ -77,7 +77,7 @@ func TestDockerImageResourceRefusals(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", request, err, want)
 		}
 	}
-	if err := check(`{"source":{"repository":"r","aws_access_key_id":"a"}}`); err == nil || err.Error() != "source.aws_access_key_id: not supported yet" {
+	if err := check(`{"source":{"repository":"r","aws_ecr_registry_id":"a"}}`); err == nil || err.Error() != "source.aws_ecr_registry_id: not supported yet" {
 		t.Errorf("aws: %v", err)
 	}
 }

@@ -14,9 +14,7 @@ import (
 // notSupported lists fields of registry-image-resource and docker-image-resource that
 // this resource does not implement yet: they fail loudly instead of being ignored.
 var notSupported = map[string]bool{
-	"source.aws_access_key_id": true, "source.aws_secret_access_key": true, "source.aws_session_token": true,
-	"source.aws_region": true, "source.aws_role_arn": true, "source.aws_role_arns": true,
-	"source.aws_ecr_registry_id": true, "source.client_certs": true, "source.content_trust": true,
+	"source.aws_ecr_registry_id": true, "source.content_trust": true,
 	"params.content_trust": true,
 }
 
