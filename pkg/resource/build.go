@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sirupsen/logrus"
 
@@ -161,7 +160,7 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 		ContextDir: contextDir, Dockerfile: dockerfile.Path,
 		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(),
 		NoCache: p.NoCache, Squash: p.Squash, StorageDriver: p.StorageDriver,
-		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source), Mirror: pullMirror(req.Source),
+		Access:         env.Registries,
 		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
 	}, dockerfile.Data, nil
 }
@@ -444,48 +443,6 @@ func secretValue(vol volume.Volume, id string, s api.Secret, getenv func(string)
 		return nil, fmt.Errorf("params.secrets.%s.env: environment variable %s is not set", id, s.Env)
 	}
 	return []byte(value), nil
-}
-
-// pullAuth gives the credentials for pulling FROM images: the source's for its own registry,
-// additional_private_registries for others, and the mirror's for the mirror host.
-func pullAuth(src api.Source) func(host string) (string, string) {
-	return func(host string) (string, string) {
-		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host {
-			return src.Username, src.Password
-		}
-		for _, p := range src.PrivateRegs {
-			if p.Registry == host {
-				return p.Username, p.Password
-			}
-		}
-		if m := src.RegistryMirror; m != nil && m.Host == host {
-			return m.Username, m.Password
-		}
-		return "", ""
-	}
-}
-
-// pullMirror is registry_mirror for FROM images of Docker Hub, insecure as check, in and push treat it.
-func pullMirror(src api.Source) *build.Mirror {
-	m := src.RegistryMirror
-	if m == nil {
-		return nil
-	}
-	return &build.Mirror{Host: m.Host, Insecure: src.Insecure || slices.Contains(src.InsecureRegistries, m.Host)}
-}
-
-func pullInsecure(src api.Source) func(host string) bool {
-	return func(host string) bool {
-		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host && src.Insecure {
-			return true
-		}
-		for _, h := range src.InsecureRegistries {
-			if h == host {
-				return true
-			}
-		}
-		return false
-	}
 }
 
 func buildMetadata(r *build.Result, seconds float64) []api.MetadataField {

@@ -181,7 +181,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			tag = in.tag
 		}
 		ref := src.Repository + ":" + tag
-		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, env) }})
+		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, ref, env) }})
 	}
 	for i, item := range p.CacheFrom {
 		item := item
@@ -194,7 +194,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path) }})
 			continue
 		}
-		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, env) }})
+		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, item, env) }})
 	}
 	return sources
 }
@@ -211,12 +211,12 @@ func (c *buildCache) openDir(dir string) (*cache.Image, error) {
 }
 
 // lookup reads an image reference's manifest and config from its registry.
-func lookup(ctx context.Context, src api.Source, ref string, env Env) (*cache.Image, error) {
+func lookup(ctx context.Context, ref string, env Env) (*cache.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
 	}
-	client, err := registry.NewFor(ctx, src, r.Context().Name(), env.Log, env.hideSent())
+	client, err := registry.New(ctx, env.Registries, r.Context().Name(), env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Ima
 	if in.req.Params.Offline {
 		return nil, nil
 	}
-	found, err := lookup(ctx, in.req.Source, normalized, in.env)
+	found, err := lookup(ctx, normalized, in.env)
 	if err != nil {
 		return nil, err
 	}
