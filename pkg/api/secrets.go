@@ -18,6 +18,7 @@ func (s Source) Secrets() []string {
 		if username != "" {
 			secrets = append(secrets, username+":"+password)
 		}
+		secrets = append(secrets, passwordLines(password)...)
 	}
 	add(s.Username, s.Password)
 	if s.RegistryMirror != nil {
@@ -36,6 +37,21 @@ func (s Source) Secrets() []string {
 	}
 	secrets = append(secrets, dockerConfigSecrets(s.DockerConfigJSON)...)
 	return secrets
+}
+
+// passwordLines are the lines of a password of several lines (a GCR key file), four bytes or
+// more each: the output is masked line by line.
+func passwordLines(password string) []string {
+	if !strings.Contains(password, "\n") {
+		return nil
+	}
+	var lines []string
+	for _, line := range strings.Split(password, "\n") {
+		if line = strings.TrimSpace(line); len(line) >= 4 {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }
 
 // pemLines are the base64 lines of a PEM key: a key is printed, if ever, line by line.
@@ -63,9 +79,11 @@ func dockerConfigSecrets(text string) []string {
 				secrets = append(secrets, v)
 			}
 		}
+		secrets = append(secrets, passwordLines(a.Password)...)
 		if decoded, err := base64.StdEncoding.DecodeString(a.Auth); err == nil {
 			if _, pass, ok := strings.Cut(string(decoded), ":"); ok && pass != "" {
 				secrets = append(secrets, string(decoded), pass)
+				secrets = append(secrets, passwordLines(pass)...)
 			}
 		}
 	}

@@ -22,3 +22,22 @@ func TestSecretsListsEveryPassword(t *testing.T) {
 		t.Errorf("no password: Secrets() = %q", got)
 	}
 }
+
+// TestSecretsOfNewAccessFields: a key file password's lines, client keys' base64 lines, the
+// docker config's text and every credential in it, and the AWS secrets are all secrets.
+func TestSecretsOfNewAccessFields(t *testing.T) {
+	keyFile := "{\n  \"type\": \"service_account\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEabc\\n-----END PRIVATE KEY-----\\n\"\n}"
+	src := Source{
+		Username: "_json_key", Password: keyFile,
+		ClientCerts:        []ClientCert{{Domain: "r", Cert: "c", Key: "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIKEY\n-----END EC PRIVATE KEY-----\n"}},
+		DockerConfigJSON:   `{"auths":{"a.example":{"auth":"dTpjb25maWctcGFzcw=="},"b.example":{"username":"v","password":"other-pass"}}}`,
+		AWSSecretAccessKey: "aws-secret", AWSSessionToken: "aws-session",
+	}
+	got := src.Secrets()
+	for _, want := range []string{keyFile, "_json_key:" + keyFile, `"private_key": "-----BEGIN PRIVATE KEY-----\nMIIEabc\n-----END PRIVATE KEY-----\n"`,
+		"MHcCAQEEIKEY", src.DockerConfigJSON, "config-pass", "u:config-pass", "dTpjb25maWctcGFzcw==", "other-pass", "aws-secret", "aws-session"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Secrets() lacks %q: %q", want, got)
+		}
+	}
+}
