@@ -173,3 +173,24 @@ func TestTLSConfig(t *testing.T) {
 		t.Error("insecure.example is verified")
 	}
 }
+
+// TestDockerHubIsOneRegistry: credentials given for any of Docker Hub's names reach both
+// clients: go-containerregistry (index.docker.io) and containers/image (docker.io).
+func TestDockerHubIsOneRegistry(t *testing.T) {
+	for _, spelling := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {
+		p := mustNew(t, api.Source{Repository: "registry.example/app",
+			PrivateRegs: []api.Private{{Registry: spelling, Username: "hub", Password: "hubpw"}}})
+		repo, _ := name.NewRepository("library/busybox")
+		auth, _ := p.Resolve(repo)
+		if cfg, err := auth.Authorization(); err != nil || cfg.Username != "hub" {
+			t.Errorf("%s: keychain for %s = %+v, %v", spelling, repo.RegistryStr(), cfg, err)
+		}
+		files, err := p.WriteContainersFiles(t.TempDir(), []string{"docker.io"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(files.AuthFile); string(data) != `{"auths":{"docker.io":{"auth":"aHViOmh1YnB3"}}}` {
+			t.Errorf("%s: auth.json = %s", spelling, data)
+		}
+	}
+}
