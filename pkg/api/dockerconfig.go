@@ -8,6 +8,9 @@ import (
 // DockerConfig is the part of a docker config.json that gives registry credentials.
 type DockerConfig struct {
 	Auths map[string]DockerAuth `json:"auths"`
+	// Credential helpers are programs this resource does not run: refused when set.
+	CredsStore  string            `json:"credsStore,omitempty"`
+	CredHelpers map[string]string `json:"credHelpers,omitempty"`
 }
 
 // DockerAuth is one "auths" entry: base64(username:password) in Auth, or Username and Password.

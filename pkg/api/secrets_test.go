@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -38,6 +39,22 @@ func TestSecretsOfNewAccessFields(t *testing.T) {
 		"MHcCAQEEIKEY", src.DockerConfigJSON, "config-pass", "u:config-pass", "dTpjb25maWctcGFzcw==", "other-pass", "aws-secret", "aws-session"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Secrets() lacks %q: %q", want, got)
+		}
+	}
+}
+
+// TestDockerConfigJSONRefusals: what the resource cannot use fails naming the field.
+func TestDockerConfigJSONRefusals(t *testing.T) {
+	for config, want := range map[string]string{
+		`not json`:                                      "source.docker_config_json: expected the JSON text of a docker config.json",
+		`{"credsStore":"desktop"}`:                      "source.docker_config_json: credsStore and credHelpers are not supported",
+		`{"auths":{"r.example":{}}}`:                    `source.docker_config_json: auths["r.example"]: expected auth, or username and password`,
+		`{"auths":{"r.example":{"identitytoken":"t"}}}`: `source.docker_config_json: auths["r.example"]: identitytoken`,
+	} {
+		text, _ := json.Marshal(config)
+		_, err := DecodeCheck(strings.NewReader(`{"source":{"repository":"r","docker_config_json":` + string(text) + `}}`))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", config, err, want)
 		}
 	}
 }

@@ -230,6 +230,9 @@ func (s *Source) validateAccess() error {
 		if err != nil {
 			return fieldErr("source.docker_config_json", "%v", err)
 		}
+		if cfg.CredsStore != "" || len(cfg.CredHelpers) > 0 {
+			return fieldErr("source.docker_config_json", "credsStore and credHelpers are not supported (no credential helper runs here): give auths entries")
+		}
 		for host, a := range cfg.Auths {
 			if a.Auth == "" && a.Username == "" && a.IdentityToken == "" {
 				return fieldErr("source.docker_config_json", "auths[%q]: expected auth, or username and password", host)
