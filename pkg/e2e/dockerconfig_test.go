@@ -30,7 +30,7 @@ func TestDockerConfigAndKeyFilePasswords(t *testing.T) {
 	gcr.Push(t, gcr.Ref("lib/base:1"), testharness.BusyboxImage(t))
 	config := func(acrPassword string) string {
 		data, _ := json.Marshal(map[string]any{"auths": map[string]any{
-			acr.Host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(acr.Username + ":" + acrPassword))},
+			acr.Host:                      map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(acr.Username + ":" + acrPassword))},
 			"http://" + gcr.Host + "/v1/": map[string]string{"username": "_json_key", "password": gcrKeyFile},
 		}})
 		return string(data)
