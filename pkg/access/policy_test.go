@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +193,19 @@ func TestDockerHubIsOneRegistry(t *testing.T) {
 		if data, _ := os.ReadFile(files.AuthFile); string(data) != `{"auths":{"docker.io":{"auth":"aHViOmh1YnB3"}}}` {
 			t.Errorf("%s: auth.json = %s", spelling, data)
 		}
+	}
+}
+
+// TestExplain: a refusal inside the build names the registry and what was sent to it.
+func TestExplain(t *testing.T) {
+	p := mustNew(t, api.Source{Repository: "r.example/app",
+		PrivateRegs: []api.Private{{Registry: "other.example:5000", Username: "u", Password: "p"}}})
+	err := p.Explain(fmt.Errorf(`creating build container: initializing source docker://other.example:5000/lib/base:1: reading manifest 1 in other.example:5000/lib/base: unauthorized: authentication required`))
+	if want := "(other.example:5000: refused, with the credentials of additional_private_registries[0])"; !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("Explain = %v, want the suffix %q", err, want)
+	}
+	plain := fmt.Errorf("pinging container registry docker://x.example/: connection refused")
+	if got := p.Explain(plain); got != plain {
+		t.Errorf("Explain(%v) = %v", plain, got)
 	}
 }

@@ -55,9 +55,24 @@ func TestDockerConfigAndKeyFilePasswords(t *testing.T) {
 	if want := `with the credentials of docker_config_json auths["` + acr.Host + `"]`; !strings.Contains(res.Stderr, want) {
 		t.Errorf("the error does not say %q:\n%s", want, res.Stderr)
 	}
-	for _, line := range append(strings.Split(gcrKeyFile, "\n")[1:5], acr.Password, "wrong-password") {
-		if strings.Contains(res.Stderr, strings.TrimSpace(line)) {
-			t.Errorf("the log shows %q:\n%s", line, res.Stderr)
+	assertNoKeyLines(t, res.Stderr, acr.Password, "wrong-password")
+
+	// A FROM refused inside the build names the entry too.
+	src["docker_config_json"] = strings.Replace(config(acr.Password), "private_key_id", "private_key_ix", 1)
+	res = testharness.Run(t, "out", map[string]any{"source": src, "params": map[string]any{"build": "ctx"}}, work)
+	assertFailsInOneLine(t, "out", res, gcr.Host)
+	if want := `refused, with the credentials of docker_config_json auths["http://` + gcr.Host + `/v1/"]`; !strings.Contains(res.Stderr, want) {
+		t.Errorf("the error does not say %q:\n%s", want, res.Stderr)
+	}
+	assertNoKeyLines(t, res.Stderr, acr.Password)
+}
+
+// assertNoKeyLines: the log shows no line of the key file, nor any of the other secrets.
+func assertNoKeyLines(t *testing.T, stderr string, secrets ...string) {
+	t.Helper()
+	for _, line := range append(strings.Split(gcrKeyFile, "\n")[1:5], secrets...) {
+		if strings.Contains(stderr, strings.TrimSpace(line)) {
+			t.Errorf("the log shows %q:\n%s", line, stderr)
 		}
 	}
 }

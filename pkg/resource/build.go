@@ -113,7 +113,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	}
 	result, err := build.Build(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, env.Registries.Explain(err)
 	}
 	maps.Copy(out.mountSources, result.LayerSources) // layers of pulled FROM images
 	out.onClose(func() {
