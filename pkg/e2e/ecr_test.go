@@ -9,26 +9,34 @@ import (
 )
 
 // TestECRTokenFromAssumedRoles: with aws_* fields, check gets an ECR token from a fake of the ECR
-// and STS APIs, after assuming each of aws_role_arns in turn, each call signed (SigV4) by the keys
+// and STS APIs (with the source's keys, or the environment's when it has none), after assuming
+// each of aws_role_arns in turn, each call signed (SigV4) by the keys
 // of the step before for the right service and region; the registry gets the token's password
 // as user AWS, and the log never shows it, debug on.
 func TestECRTokenFromAssumedRoles(t *testing.T) {
 	reg := testharness.StartDistributionAs(t, "AWS")
 	digest := reg.Push(t, reg.Ref("app:latest"), testharness.BusyboxImage(t))
 	aws := testharness.StartFakeAWS(t, reg.Password)
-	for name, roles := range map[string]map[string]any{
-		"keys only":     {},
-		"aws_role_arn":  {"aws_role_arn": "arn:aws:iam::123456789012:role/one"},
-		"aws_role_arns": {"aws_role_arns": []string{"arn:aws:iam::123456789012:role/one", "arn:aws:iam::210987654321:role/two"}},
+	keys := map[string]any{"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "example-secret"}
+	fromEnv := []string{"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example-secret"}
+	for _, tc := range []struct {
+		name  string
+		roles map[string]any
+		env   []string // the keys from the environment instead of the source
+	}{
+		{"keys only", keys, nil},
+		{"aws_role_arn", with(keys, "aws_role_arn", "arn:aws:iam::123456789012:role/one"), nil},
+		{"aws_role_arns", with(keys, "aws_role_arns", []string{"arn:aws:iam::123456789012:role/one", "arn:aws:iam::210987654321:role/two"}), nil},
+		{"keys from the environment", map[string]any{"aws_role_arn": "arn:aws:iam::123456789012:role/one"}, fromEnv},
 	} {
-		t.Run(name, func(t *testing.T) {
+		roles := tc.roles
+		t.Run(tc.name, func(t *testing.T) {
 			before := len(aws.Calls())
-			src := map[string]any{"repository": reg.Host + "/app", "ca_certs": []string{reg.CACertPEM}, "debug": true,
-				"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "example-secret", "aws_region": "eu-west-3"}
+			src := map[string]any{"repository": reg.Host + "/app", "ca_certs": []string{reg.CACertPEM}, "debug": true, "aws_region": "eu-west-3"}
 			for k, v := range roles {
 				src[k] = v
 			}
-			res := testharness.Run(t, "check", map[string]any{"source": src}, "", aws.Env()...)
+			res := testharness.Run(t, "check", map[string]any{"source": src}, "", append(aws.Env(), tc.env...)...)
 			if res.ExitCode != 0 || !strings.Contains(string(res.Stdout), digest.String()) {
 				t.Fatalf("check: exit %d, stdout %s", res.ExitCode, res.Stdout)
 			}
@@ -53,6 +61,15 @@ func TestECRTokenFromAssumedRoles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// with is a copy of m with one more key.
+func with(m map[string]any, key string, value any) map[string]any {
+	out := map[string]any{key: value}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func countRoles(roles map[string]any) int {
