@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +62,22 @@ func TestECRTokenFromAssumedRoles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestECRTokenReachesTheBuild: the ECR token is the credential of the repository's registry for
+// the build too: a FROM image and cache_repo there are read and written with it.
+func TestECRTokenReachesTheBuild(t *testing.T) {
+	reg := testharness.StartDistributionAs(t, "AWS")
+	reg.Push(t, reg.Ref("base:1"), testharness.BusyboxImage(t))
+	aws := testharness.StartFakeAWS(t, reg.Password)
+	src := map[string]any{"repository": reg.Host + "/app", "ca_certs": []string{reg.CACertPEM},
+		"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "example-secret", "aws_region": "eu-west-3"}
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+reg.Ref("base:1")+"\nENV BUILT=1\n")
+	put(t, work, src, map[string]any{"build": "ctx", "cache_repo": reg.Ref("cache")}, aws.Env()...)
+	assertServed(t, registryKind{"ecr", reg}, "/v2/base/", true)
+	assertServed(t, registryKind{"ecr", reg}, "/v2/cache/", true)
+	assertOnlyOwnCredentials(t, registryKind{"ecr", reg})
 }
 
 // with is a copy of m with one more key.
