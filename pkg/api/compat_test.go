@@ -76,7 +76,7 @@ func TestDockerImageResourceRefusals(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", request, err, want)
 		}
 	}
-	if err := check(`{"source":{"repository":"r","aws_access_key_id":"a"}}`); err == nil || !strings.HasPrefix(err.Error(), "source.aws_access_key_id: not supported yet: ECR sign-in is not implemented") {
+	if err := check(`{"source":{"repository":"r","aws_ecr_registry_id":"a"}}`); err == nil || !strings.HasPrefix(err.Error(), "source.aws_ecr_registry_id: not supported yet: the registry id is read from") {
 		t.Errorf("aws: %v", err)
 	}
 }

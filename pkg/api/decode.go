@@ -15,28 +15,20 @@ import (
 // resource does not implement, with the reason or the way round: they fail in one line instead
 // of being ignored.
 var notSupported = map[string]string{
-	"source.aws_access_key_id":     ecrSignIn,
-	"source.aws_secret_access_key": ecrSignIn,
-	"source.aws_session_token":     ecrSignIn,
-	"source.aws_region":            ecrSignIn,
-	"source.aws_role_arn":          ecrSignIn,
-	"source.aws_role_arns":         ecrSignIn,
-	"source.aws_account_id":        ecrSignIn,
-	"source.aws_ecr_registry_id":   ecrSignIn,
-	"source.azure_acr":             acrSignIn,
-	"source.azure_client_id":       acrSignIn,
-	"source.azure_tenant_id":       acrSignIn,
-	"source.azure_environment":     acrSignIn,
-	"source.client_certs":          "TLS client certificates are not implemented",
-	"source.content_trust":         "Notary (Docker Content Trust) signing is not implemented",
-	"params.content_trust":         "Notary (Docker Content Trust) signing is not implemented",
-	"source.created_at_sort":       "tag_regex matches are reported in version order (all semver) or by name, never by creation time",
-	"source.pre_release_prefixes":  "only alpha, beta and rc suffixes are pre-releases; others are variants",
-	"source.platform":              "set platform in the get's params instead",
+	"source.aws_account_id":       "the account is read from the repository's <account>.dkr.ecr.<region>.amazonaws.com host",
+	"source.aws_ecr_registry_id":  "the registry id is read from the repository's <account>.dkr.ecr.<region>.amazonaws.com host",
+	"source.azure_acr":            acrSignIn,
+	"source.azure_client_id":      acrSignIn,
+	"source.azure_tenant_id":      acrSignIn,
+	"source.azure_environment":    acrSignIn,
+	"source.content_trust":        "Notary (Docker Content Trust) signing is not implemented",
+	"params.content_trust":        "Notary (Docker Content Trust) signing is not implemented",
+	"source.created_at_sort":      "tag_regex matches are reported in version order (all semver) or by name, never by creation time",
+	"source.pre_release_prefixes": "only alpha, beta and rc suffixes are pre-releases; others are variants",
+	"source.platform":             "set platform in the get's params instead",
 }
 
 const (
-	ecrSignIn = "ECR sign-in is not implemented: set username AWS and a password from `aws ecr get-login-password` (the repository as its full URL)"
 	acrSignIn = "ACR managed-identity sign-in is not implemented: set username and password (an ACR token)"
 )
 

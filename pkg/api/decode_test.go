@@ -25,7 +25,7 @@ func TestDecodeNamesTheField(t *testing.T) {
 		{"repository wrong type", `{"source":{"repository":{}}}`, "source.repository: expected a string, got object", check},
 		{"bad repository", `{"source":{"repository":"UPPER/Case"}}`, "source.repository: expected a repository", check},
 		{"unknown source key", `{"source":{"repository":"r","colour":"red"}}`, "source.colour: unknown field", check},
-		{"unsupported source key", `{"source":{"repository":"r","aws_region":"eu"}}`, "source.aws_region: not supported yet", check},
+		{"unsupported source key", `{"source":{"repository":"r","aws_ecr_registry_id":"1"}}`, "source.aws_ecr_registry_id: not supported yet", check},
 		{"empty tag", `{"source":{"repository":"r","tag":""}}`, "source.tag: expected a tag", check},
 		{"bad tag", `{"source":{"repository":"r","tag":"a b"}}`, "source.tag: expected a tag", check},
 		{"bad regex", `{"source":{"repository":"r","tag_regex":"("}}`, "source.tag_regex: expected a regular expression", check},

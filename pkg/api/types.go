@@ -34,6 +34,19 @@ type Source struct {
 	PrivateRegs    []Private `json:"additional_private_registries,omitempty"`
 	Debug          bool      `json:"debug,omitempty"`
 
+	// ClientCerts are docker-image-resource's client certificates for mutual TLS, per registry.
+	ClientCerts []ClientCert `json:"client_certs,omitempty"`
+	// DockerConfigJSON is the text of a docker config.json: its "auths" give credentials per registry.
+	DockerConfigJSON string `json:"docker_config_json,omitempty"`
+
+	// AWS ECR (registry-image-resource's names): an ECR token for the repository's registry.
+	AWSAccessKeyID     string   `json:"aws_access_key_id,omitempty"`
+	AWSSecretAccessKey string   `json:"aws_secret_access_key,omitempty"`
+	AWSSessionToken    string   `json:"aws_session_token,omitempty"`
+	AWSRegion          string   `json:"aws_region,omitempty"`
+	AWSRoleARN         string   `json:"aws_role_arn,omitempty"`
+	AWSRoleARNs        []string `json:"aws_role_arns,omitempty"`
+
 	TagRegex         string `json:"tag_regex,omitempty"`
 	SemverConstraint string `json:"semver_constraint,omitempty"`
 	Variant          string `json:"variant,omitempty"`
@@ -53,6 +66,19 @@ type Source struct {
 type CACert struct {
 	Domain string `json:"domain,omitempty"`
 	Cert   string `json:"cert"`
+}
+
+// ClientCert is a client certificate and its key (PEM) presented to one registry host.
+type ClientCert struct {
+	Domain string `json:"domain"`
+	Cert   string `json:"cert"`
+	Key    string `json:"key"`
+}
+
+// UsesECR reports whether the source asks for an ECR token (any aws_* field set).
+func (s Source) UsesECR() bool {
+	return s.AWSAccessKeyID != "" || s.AWSSecretAccessKey != "" || s.AWSSessionToken != "" ||
+		s.AWSRegion != "" || s.AWSRoleARN != "" || len(s.AWSRoleARNs) > 0
 }
 
 // Mirror is a pull-through mirror for Docker Hub repositories.

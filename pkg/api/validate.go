@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -230,8 +231,51 @@ func (s *Source) validate(raw json.RawMessage) error {
 			return fieldErr(fmt.Sprintf("source.additional_private_registries[%d].registry", i), "required")
 		}
 	}
+	if err := s.validateAccess(); err != nil {
+		return err
+	}
 	if s.MaxConcurrentDownloads < 0 || s.MaxConcurrentUploads < 0 {
 		return fieldErr("source.max_concurrent_downloads", "expected a positive number")
+	}
+	return nil
+}
+
+// validateAccess checks client_certs, docker_config_json and the aws_* fields.
+func (s *Source) validateAccess() error {
+	for i, c := range s.ClientCerts {
+		path := fmt.Sprintf("source.client_certs[%d]", i)
+		if c.Domain == "" {
+			return fieldErr(path+".domain", "required")
+		}
+		if _, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key)); err != nil {
+			return fieldErr(path, "expected a PEM certificate (cert) and its PEM private key (key)")
+		}
+	}
+	if s.DockerConfigJSON != "" {
+		cfg, err := ParseDockerConfig(s.DockerConfigJSON)
+		if err != nil {
+			return fieldErr("source.docker_config_json", "%v", err)
+		}
+		if cfg.CredsStore != "" || len(cfg.CredHelpers) > 0 {
+			return fieldErr("source.docker_config_json", "credsStore and credHelpers are not supported (no credential helper runs here): give auths entries")
+		}
+		for host, a := range cfg.Auths {
+			if a.Auth == "" && a.Username == "" && a.IdentityToken == "" {
+				return fieldErr("source.docker_config_json", "auths[%q]: expected auth, or username and password", host)
+			}
+			if a.IdentityToken != "" && a.Auth == "" && a.Password == "" {
+				return fieldErr("source.docker_config_json", "auths[%q]: identitytoken (OAuth refresh tokens) is not supported: give auth, or username and password", host)
+			}
+		}
+	}
+	if s.AWSRoleARN != "" && len(s.AWSRoleARNs) > 0 {
+		return fieldErr("source.aws_role_arn", "cannot be combined with source.aws_role_arns")
+	}
+	if (s.AWSAccessKeyID == "") != (s.AWSSecretAccessKey == "") {
+		return fieldErr("source.aws_secret_access_key", "aws_access_key_id and aws_secret_access_key go together")
+	}
+	if s.UsesECR() && s.Username != "" {
+		return fieldErr("source.username", "cannot be combined with the aws_* fields: the ECR token is the credential")
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/containers/image/v5/docker/reference"
 	"github.com/containers/storage"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imageconfig"
 	"github.com/sirupsen/logrus"
@@ -90,25 +91,13 @@ type Options struct {
 	// TempDir is buildah's TMPDIR: RUN --mount=type=cache directories live below it, so a
 	// caller can fill them before the build and read them after it. "" = inside WorkDir.
 	TempDir string
-	// Auth gives credentials for pulling FROM images no base covers; nil =
-	// anonymous.
-	Auth func(registryHost string) (username, password string)
-	// Insecure says whether plain HTTP / no TLS verification is allowed for a
-	// registry.
-	Insecure func(registryHost string) bool
-	// Mirror, when set, is tried first for FROM images of Docker Hub, Docker Hub itself next;
-	// Auth gives its credentials under its host.
-	Mirror         *Mirror
-	CACertsDir     string         // directory with *.crt extra CAs for pulls, "" = none
+	// Access is the source's registry-access policy: credentials, CA roots, client certificates,
+	// insecure registries and Docker Hub's mirror for every registry the build contacts (FROM
+	// images no base covers, cache_repo). nil = anonymous, system roots.
+	Access         *access.Policy
 	ManifestFormat string         // "oci" (default) or "docker"
 	Log            *logrus.Logger // progress and diagnostics; nil = stderr
 	Stderr         io.Writer      // where step headers and RUN output go; nil = os.Stderr
-}
-
-// Mirror is a registry mirroring Docker Hub.
-type Mirror struct {
-	Host     string // host[:port]
-	Insecure bool   // plain HTTP or no TLS verification
 }
 
 // Base is an image already loaded (from a Concourse get).

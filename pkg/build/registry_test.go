@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -78,26 +80,16 @@ func TestBuildPullsUncoveredImageAndPushesOnlyNewLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var mu sync.Mutex
-	var asked []string
 	res, out := build(t, "pull", Options{
 		BuildArgs: map[string]string{"REGISTRY": host},
-		Insecure:  func(h string) bool { return h == host },
-		Auth: func(h string) (string, string) {
-			mu.Lock()
-			defer mu.Unlock()
-			asked = append(asked, h)
-			return "user", "secret-password"
-		},
+		Access: policy(t, api.Source{Repository: "elsewhere.example/app", InsecureRegistries: []string{host},
+			PrivateRegs: []api.Private{{Registry: host, Username: "user", Password: "secret-password"}}}),
 	})
 	if got := imageFiles(t, res.Image)["/pulled.txt"]; got != "pulled\n" {
 		t.Errorf("/pulled.txt = %q", got)
 	}
 	if strings.Contains(out, "secret-password") {
 		t.Error("the output shows the registry password")
-	}
-	if len(asked) != 1 || asked[0] != host {
-		t.Errorf("Auth was asked for %v, want [%s]", asked, host)
 	}
 	if res.BaseDigests[host+"/library/busybox:1"] != bb.digest {
 		t.Errorf("base digests = %v", res.BaseDigests)
@@ -155,7 +147,7 @@ func TestBuildOnPulledImageKeepsItsLayers(t *testing.T) {
 	}
 	res, _ := build(t, "pull", Options{
 		BuildArgs: map[string]string{"REGISTRY": host},
-		Insecure:  func(h string) bool { return h == host },
+		Access:    policy(t, api.Source{Repository: "elsewhere.example/app", InsecureRegistries: []string{host}}),
 	})
 
 	baseLayers, err := bb.image.Layers()
@@ -242,3 +234,13 @@ type mountedImage struct {
 }
 
 func (m mountedImage) Layers() ([]v1.Layer, error) { return m.layers, nil }
+
+// policy is the access policy of a source, for a build's pulls.
+func policy(t *testing.T, src api.Source) *access.Policy {
+	t.Helper()
+	p, err := access.New(context.Background(), src, access.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -2,8 +2,6 @@ package build
 
 import (
 	"cmp"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"github.com/containers/buildah/define"
 	"github.com/containers/image/v5/types"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"golang.org/x/sys/unix"
 )
@@ -73,32 +72,28 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 		}
 	}
 
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
+	signaturePolicy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(signaturePolicy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
 		return nil, fmt.Errorf("writing signature policy: %w", err)
 	}
-	authHosts := hosts
-	if opts.Mirror != nil && slices.Contains(hosts, "docker.io") {
-		authHosts = append(slices.Clone(hosts), opts.Mirror.Host)
+	policy := opts.Access
+	if policy == nil {
+		policy = access.Anonymous()
 	}
-	authFile := filepath.Join(dir, "auth.json")
-	if err := writeAuthFile(authFile, authHosts, opts.Auth); err != nil {
-		return nil, err
-	}
-	registriesConf := filepath.Join(dir, "registries.conf")
-	if err := writeRegistriesConf(registriesConf, hosts, opts.Insecure, opts.Mirror); err != nil {
+	files, err := policy.WriteContainersFiles(dir, hosts)
+	if err != nil {
 		return nil, err
 	}
 	env.sys = &types.SystemContext{
-		SignaturePolicyPath:         policy,
-		AuthFilePath:                authFile,
-		SystemRegistriesConfPath:    registriesConf,
+		SignaturePolicyPath:         signaturePolicy,
+		AuthFilePath:                files.AuthFile,
+		SystemRegistriesConfPath:    files.RegistriesConf,
 		SystemRegistriesConfDirPath: emptyDir,
 		RegistriesDirPath:           emptyDir,
 		UserShortNameAliasConfPath:  filepath.Join(dir, "short-name-aliases.conf"),
 		BlobInfoCacheDir:            filepath.Join(dir, "blob-info-cache"),
 		BigFilesTemporaryDir:        env.tmpDir,
-		DockerCertPath:              opts.CACertsDir,
+		DockerPerHostCertDirPath:    files.CertsDir,
 		DockerRegistryUserAgent:     "buildah-image-resource",
 		// FROM ubuntu means docker.io/library/ubuntu, as with docker build.
 		PodmanOnlyShortNamesIgnoreRegistriesConfAndForceDockerHub: true,
@@ -197,53 +192,6 @@ func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
 		}
 	}
 	return hosts, nil
-}
-
-// writeAuthFile writes a containers auth.json (0600) with the credentials
-// auth gives for hosts. It is written even when empty so that no credentials
-// of the host machine are used.
-func writeAuthFile(path string, hosts []string, auth func(string) (string, string)) error {
-	type entry struct {
-		Auth string `json:"auth"`
-	}
-	auths := map[string]entry{}
-	for _, host := range hosts {
-		if auth == nil {
-			break
-		}
-		if user, pass := auth(host); user != "" || pass != "" {
-			auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
-		}
-	}
-	data, err := json.Marshal(map[string]any{"auths": auths})
-	if err != nil {
-		return fmt.Errorf("encoding registry credentials: %w", err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("writing registry credentials file: %w", err)
-	}
-	return nil
-}
-
-// writeRegistriesConf writes a registries.conf marking the insecure hosts, and giving Docker
-// Hub its mirror when there is one.
-func writeRegistriesConf(path string, hosts []string, insecure func(string) bool, mirror *Mirror) error {
-	isInsecure := func(host string) bool { return insecure != nil && insecure(host) }
-	var b strings.Builder
-	b.WriteString("unqualified-search-registries = [\"docker.io\"]\n")
-	for _, host := range hosts {
-		if isInsecure(host) && (mirror == nil || host != "docker.io") {
-			fmt.Fprintf(&b, "\n[[registry]]\nlocation = %s\ninsecure = true\n", strconv.Quote(host))
-		}
-	}
-	if mirror != nil {
-		fmt.Fprintf(&b, "\n[[registry]]\nlocation = \"docker.io\"\ninsecure = %t\n", isInsecure("docker.io"))
-		fmt.Fprintf(&b, "\n[[registry.mirror]]\nlocation = %s\ninsecure = %t\n", strconv.Quote(mirror.Host), mirror.Insecure)
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("writing registries.conf: %w", err)
-	}
-	return nil
 }
 
 // registryHost is the registry of repo as containers/image names it (docker.io for Docker Hub).

@@ -2,18 +2,13 @@ package build
 
 import (
 	"bytes"
-	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/containers/image/v5/pkg/sysregistriesv2"
-	ctypes "github.com/containers/image/v5/types"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -121,59 +116,5 @@ func TestBaseLabels(t *testing.T) {
 				t.Errorf("labels %v, annotations %v", labels, ann)
 			}
 		})
-	}
-}
-
-func TestWriteRegistryFiles(t *testing.T) {
-	dir := t.TempDir()
-	hosts := []string{"docker.io", "registry.local:5000"}
-	auth := func(h string) (string, string) {
-		if h == "docker.io" {
-			return "", ""
-		}
-		return "me", "pw"
-	}
-	if err := writeAuthFile(filepath.Join(dir, "auth.json"), hosts, auth); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := os.ReadFile(filepath.Join(dir, "auth.json"))
-	if string(data) != `{"auths":{"registry.local:5000":{"auth":"bWU6cHc="}}}` {
-		t.Errorf("auth.json = %s", data)
-	}
-	if fi, _ := os.Stat(filepath.Join(dir, "auth.json")); fi.Mode().Perm() != 0o600 {
-		t.Errorf("auth.json mode %v", fi.Mode())
-	}
-	if err := writeRegistriesConf(filepath.Join(dir, "registries.conf"), hosts, func(h string) bool { return h == "registry.local:5000" }, nil); err != nil {
-		t.Fatal(err)
-	}
-	data, _ = os.ReadFile(filepath.Join(dir, "registries.conf"))
-	if !strings.Contains(string(data), "[[registry]]\nlocation = \"registry.local:5000\"\ninsecure = true\n") || strings.Count(string(data), "[[registry]]") != 1 {
-		t.Errorf("registries.conf = %s", data)
-	}
-}
-
-// TestWriteRegistriesConfMirror: Docker Hub gets the mirror, insecure when it says so, and the
-// file parses as containers/image reads it: docker.io images resolve to the mirror first.
-func TestWriteRegistriesConfMirror(t *testing.T) {
-	for _, insecure := range []bool{false, true} {
-		path := filepath.Join(t.TempDir(), "registries.conf")
-		hosts := []string{"docker.io", "registry.local:5000"}
-		err := writeRegistriesConf(path, hosts, func(h string) bool { return h == "registry.local:5000" }, &Mirror{Host: "mirror.local:5001", Insecure: insecure})
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := os.ReadFile(path)
-		want := fmt.Sprintf("[[registry]]\nlocation = \"docker.io\"\ninsecure = false\n\n[[registry.mirror]]\nlocation = \"mirror.local:5001\"\ninsecure = %t\n", insecure)
-		if !strings.Contains(string(data), want) || strings.Count(string(data), "[[registry]]") != 2 {
-			t.Errorf("registries.conf = %s", data)
-		}
-		sys := &ctypes.SystemContext{SystemRegistriesConfPath: path, SystemRegistriesConfDirPath: t.TempDir()}
-		reg, err := sysregistriesv2.FindRegistry(sys, "docker.io/library/busybox:latest")
-		if err != nil || reg == nil {
-			t.Fatalf("FindRegistry: %v, %v", reg, err)
-		}
-		if len(reg.Mirrors) != 1 || reg.Mirrors[0].Location != "mirror.local:5001" || reg.Mirrors[0].Insecure != insecure {
-			t.Errorf("docker.io mirrors = %+v", reg.Mirrors)
-		}
 	}
 }

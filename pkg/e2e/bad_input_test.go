@@ -44,7 +44,7 @@ func TestBadInputFailsInOneLine(t *testing.T) {
 		{"missing repository", "check", map[string]any{"source": map[string]any{"password": sentinelPassword}}, "source.repository: required"},
 		{"wrong type", "check", map[string]any{"source": src("tag", true)}, "source.tag: expected a string, got bool"},
 		{"unknown key", "check", map[string]any{"source": src("colour", "red")}, "source.colour: unknown field"},
-		{"not supported", "check", map[string]any{"source": src("aws_region", "x")}, "source.aws_region: not supported yet"},
+		{"not supported", "check", map[string]any{"source": src("aws_ecr_registry_id", "x")}, "source.aws_ecr_registry_id: not supported yet"},
 		{"empty tag", "check", map[string]any{"source": src("tag", "")}, "source.tag: expected a tag"},
 		{"bad tag chars", "check", map[string]any{"source": src("tag", "a:b")}, "source.tag: expected a tag"},
 		{"bad regex", "check", map[string]any{"source": src("tag_regex", "(")}, "source.tag_regex: expected a regular expression"},

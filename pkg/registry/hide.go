@@ -10,6 +10,12 @@ type Option func(*settings)
 
 type settings struct {
 	hide func(secrets ...string)
+	jobs int // concurrent uploads, 0 for go-containerregistry's default
+}
+
+// WithJobs bounds the concurrent blob uploads (source.max_concurrent_uploads).
+func WithJobs(n int) Option {
+	return func(s *settings) { s.jobs = n }
 }
 
 // HideWith has the client tell hide every credential it sends, before it is sent: the source's

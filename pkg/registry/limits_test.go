@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/sirupsen/logrus"
 
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
@@ -27,9 +28,18 @@ func quietLog() *logrus.Logger {
 	return log
 }
 
+// newInsecure is a client for a plain HTTP repository with no credentials.
+func newInsecure(repository string) (*Client, error) {
+	policy, err := access.New(context.Background(), api.Source{Repository: repository, Insecure: true}, access.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return New(context.Background(), policy, repository, quietLog())
+}
+
 func client(t *testing.T, host string) *Client {
 	t.Helper()
-	c, err := New(context.Background(), api.Source{Repository: host + "/app", Insecure: true}, quietLog())
+	c, err := newInsecure(host + "/app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +87,7 @@ func TestManifestLargerThanTheLimitFails(t *testing.T) {
 
 func TestConfigDeclaredLargerThanTheLimitFails(t *testing.T) {
 	reg, digest := testharness.StartEndlessConfig(t)
-	c, err := New(context.Background(), api.Source{Repository: reg.Host + "/big", Insecure: true}, quietLog())
+	c, err := newInsecure(reg.Host + "/big")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
-// Package registry is the resource's only door to registries: it reads digests, tags and
-// images and writes images and tags, with the source's credentials, trust, mirror and retries.
+// Package registry is the resource's go-containerregistry door to registries: it reads digests,
+// tags and images and writes images and tags, with retries, as the access policy (pkg/access)
+// says for credentials, trust and mirrors.
 // It is the one package that imports go-containerregistry's remote I/O.
 package registry
 
@@ -12,102 +13,63 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sirupsen/logrus"
 
-	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
 )
 
-// Client talks to the source's repository, and to the mirror for Docker Hub repositories.
+// Client talks to one repository, and to the mirror for Docker Hub repositories, as the
+// source's access policy says: each registry gets its own credentials and TLS settings.
 type Client struct {
 	repo   name.Repository
 	mirror *name.Repository // Docker Hub repositories only: tried first for reads
 	opts   []remote.Option
 	mOpts  []remote.Option
+	policy *access.Policy
 	log    logrus.FieldLogger
 	sent   *atomic.Int64 // bytes of blob uploads sent to the repository's registry
 }
 
-// New makes a client for the source's repository.
-func New(ctx context.Context, src api.Source, log logrus.FieldLogger, opts ...Option) (*Client, error) {
+// New makes a client for a repository (the source's, a FROM image's, cache_repo...).
+func New(ctx context.Context, policy *access.Policy, repository string, log logrus.FieldLogger, opts ...Option) (*Client, error) {
 	set := newSettings(opts)
-	repo, insecure, err := Repository(src, src.Repository)
+	repo, err := policy.Repository(repository)
 	if err != nil {
 		return nil, err
 	}
 	sent := &atomic.Int64{}
-	remoteOpts, err := options(ctx, src, insecure, basic(src.Username, src.Password), log, set, sent)
+	remoteOpts, err := options(ctx, policy, repo.RegistryStr(), log, set, sent)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{repo: repo, opts: remoteOpts, log: log, sent: sent}
-	if m := src.RegistryMirror; m != nil && repo.RegistryStr() == name.DefaultRegistry {
-		mirrorRepo, err := name.NewRepository(m.Host+"/"+repo.RepositoryStr(), nameOptions(src, m.Host)...)
+	c := &Client{repo: repo, opts: remoteOpts, policy: policy, log: log, sent: sent}
+	if m := policy.Mirror(); m != "" && access.Normalize(repo.RegistryStr()) == "docker.io" {
+		mirrorRepo, err := policy.Repository(m + "/" + repo.RepositoryStr())
 		if err != nil {
 			return nil, fmt.Errorf("source.registry_mirror.host: %w", err)
 		}
 		c.mirror = &mirrorRepo
-		if c.mOpts, err = options(ctx, src, src.Insecure, basic(m.Username, m.Password), log, set, &atomic.Int64{}); err != nil {
+		if c.mOpts, err = options(ctx, policy, m, log, set, &atomic.Int64{}); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
 }
 
-// Repository parses a repository of the source's registry settings, telling if it may be insecure.
-func Repository(src api.Source, repository string) (name.Repository, bool, error) {
-	host := strings.SplitN(repository, "/", 2)[0]
-	repo, err := name.NewRepository(repository, nameOptions(src, host)...)
-	if err != nil {
-		return name.Repository{}, false, fmt.Errorf("parse repository %q: %w", repository, err)
-	}
-	return repo, insecureHost(src, repo.RegistryStr()), nil
-}
-
-func insecureHost(src api.Source, host string) bool {
-	srcRepo, err := name.NewRepository(src.Repository)
-	if src.Insecure && err == nil && srcRepo.RegistryStr() == host {
-		return true
-	}
-	for _, h := range src.InsecureRegistries {
-		if h == host {
-			return true
-		}
-	}
-	return false
-}
-
-func nameOptions(src api.Source, host string) []name.Option {
-	if insecureHost(src, host) || (src.Insecure && src.RegistryMirror != nil && src.RegistryMirror.Host == host) {
-		return []name.Option{name.Insecure}
-	}
-	return nil
-}
-
-func basic(username, password string) authn.Authenticator {
-	if username == "" {
-		return authn.Anonymous
-	}
-	return &authn.Basic{Username: username, Password: password}
-}
-
 // options are the remote options for one registry; sent counts the blob bytes uploaded to it.
-func options(ctx context.Context, src api.Source, insecure bool, auth authn.Authenticator, log logrus.FieldLogger, set settings, sent *atomic.Int64) ([]remote.Option, error) {
-	certs := make([]string, 0, len(src.CACerts))
-	for _, c := range src.CACerts {
-		certs = append(certs, c.Cert)
-	}
-	rt, err := newTransport(certs, insecure, DefaultRetry, log)
+func options(ctx context.Context, policy *access.Policy, host string, log logrus.FieldLogger, set settings, sent *atomic.Int64) ([]remote.Option, error) {
+	base, err := policy.Transport(host)
 	if err != nil {
 		return nil, err
 	}
+	rt := &retryTransport{next: base, policy: DefaultRetry, log: log}
 	opts := []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithAuth(auth),
+		policy.RemoteAuth(),
 		remote.WithTransport(hideCredentials{next: limitManifests{next: countUploads{next: rt, sent: sent}}, hide: set.hide}),
 		remote.WithUserAgent("buildah-image-resource"),
 		// The transport retries requests; go-containerregistry retries only what the transport
@@ -116,8 +78,8 @@ func options(ctx context.Context, src api.Source, insecure bool, auth authn.Auth
 		remote.WithRetryPredicate(uploadRetry(log)),
 		remote.WithRetryStatusCodes(),
 	}
-	if src.MaxConcurrentUploads > 0 {
-		opts = append(opts, remote.WithJobs(src.MaxConcurrentUploads))
+	if set.jobs > 0 {
+		opts = append(opts, remote.WithJobs(set.jobs))
 	}
 	// One puller for every read of this client: the registry is pinged and the token fetched
 	// once per run, not once per tag or manifest.
@@ -157,7 +119,7 @@ func (c *Client) Head(tag string) (*v1.Descriptor, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s:%s: %w", c.repo.Name(), tag, describe(err))
+		return nil, fmt.Errorf("resolve %s:%s: %w", c.repo.Name(), tag, c.describe(err))
 	}
 	return desc, nil
 }
@@ -173,7 +135,7 @@ func (c *Client) Tags() ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list tags of %s: %w", c.repo.Name(), describe(err))
+		return nil, fmt.Errorf("list tags of %s: %w", c.repo.Name(), c.describe(err))
 	}
 	return tags, nil
 }
@@ -193,7 +155,7 @@ func (c *Client) Get(digest string, platform v1.Platform) (*Fetched, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s@%s: %w", c.repo.Name(), digest, describe(err))
+		return nil, fmt.Errorf("fetch %s@%s: %w", c.repo.Name(), digest, c.describe(err))
 	}
 	f := &Fetched{}
 	if desc.MediaType.IsIndex() {
@@ -248,11 +210,11 @@ func (c *Client) Push(img remote.Taggable, tags []string, progress chan<- v1.Upd
 		err = fmt.Errorf("cannot push %T", img)
 	}
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("push %s: %w", byDigest, describe(err))
+		return v1.Hash{}, fmt.Errorf("push %s: %w", byDigest, c.describe(err))
 	}
 	for _, tag := range tags {
 		if err := remote.Tag(c.repo.Tag(tag), img, c.opts...); err != nil {
-			return v1.Hash{}, fmt.Errorf("tag %s:%s: %w", c.repo.Name(), tag, describe(err))
+			return v1.Hash{}, fmt.Errorf("tag %s:%s: %w", c.repo.Name(), tag, c.describe(err))
 		}
 	}
 	return digest, nil
@@ -303,6 +265,18 @@ func describe(err error) error {
 		return &shortError{msg: fmt.Sprintf("%s (HTTP %d)", shorten(terr.Errors[0].String()), terr.StatusCode), err: err}
 	}
 	return &shortError{msg: shorten(err.Error()), err: err}
+}
+
+// describe is describe for this client's registry: a refusal (401, 403) says what was sent, as
+// the access policy knows it, e.g. "with the credentials of additional_private_registries[1]".
+func (c *Client) describe(err error) error {
+	short := describe(err)
+	var terr *transport.Error
+	if !errors.As(err, &terr) || (terr.StatusCode != http.StatusUnauthorized && terr.StatusCode != http.StatusForbidden) {
+		return short
+	}
+	host := c.repo.RegistryStr()
+	return &shortError{msg: fmt.Sprintf("%s (%s: HTTP %d %s)", short.Error(), host, terr.StatusCode, c.policy.Tried(host)), err: err}
 }
 
 // shortError is a registry's error, shortened; it wraps the whole one.

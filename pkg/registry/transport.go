@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -221,21 +219,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-timer.C:
 		return nil
 	}
-}
-
-// newTransport is an HTTP transport trusting the system roots plus extra PEM certificates,
-// skipping verification only when insecure is set (for the one registry it is built for).
-func newTransport(caCerts []string, insecure bool, policy RetryPolicy, log logrus.FieldLogger) (http.RoundTripper, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	for i, pemText := range caCerts {
-		if !pool.AppendCertsFromPEM([]byte(pemText)) {
-			return nil, fmt.Errorf("source.ca_certs[%d]: expected a PEM certificate", i)
-		}
-	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.TLSClientConfig = &tls.Config{RootCAs: pool, InsecureSkipVerify: insecure, MinVersion: tls.VersionTLS12} //nolint:gosec // only for registries the user marked insecure
-	return &retryTransport{next: base, policy: policy, log: log}, nil
 }

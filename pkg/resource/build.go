@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sirupsen/logrus"
 
@@ -117,9 +116,6 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env); err != nil {
 		return nil, err
 	}
-	if opts.CACertsDir, err = writeCACerts(workDir, req.Source.CACerts); err != nil {
-		return nil, err
-	}
 	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, mountTagSuffix(target), env)
 	if err != nil {
 		return nil, err
@@ -129,7 +125,7 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	}
 	result, err := build.Build(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, env.Registries.Explain(err)
 	}
 	maps.Copy(out.mountSources, result.LayerSources) // layers of pulled FROM images
 	out.onClose(func() {
@@ -176,7 +172,7 @@ func buildOptions(dir string, req api.OutRequest, env Env) (build.Options, []byt
 		ContextDir: contextDir, Dockerfile: dockerfile.Path,
 		BuildArgs: buildArgs, Labels: labels, Target: p.TargetStage(),
 		NoCache: p.NoCache, Squash: p.Squash, StorageDriver: p.StorageDriver,
-		Auth: pullAuth(req.Source), Insecure: pullInsecure(req.Source), Mirror: pullMirror(req.Source),
+		Access:         env.Registries,
 		ManifestFormat: p.ManifestFormat, Log: env.Log, Stderr: env.Stderr,
 	}, dockerfile.Data, nil
 }
@@ -417,24 +413,6 @@ func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParam
 	return bases, nil
 }
 
-// writeCACerts writes the source's CA certificates into workDir/certs as *.crt for the build's
-// pulls (FROM, cache), as docker-image-resource installed them for docker build; "" when none.
-func writeCACerts(workDir string, certs []api.CACert) (string, error) {
-	if len(certs) == 0 {
-		return "", nil
-	}
-	dir := filepath.Join(workDir, "certs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", fmt.Errorf("source.ca_certs: %w", err)
-	}
-	for i, c := range certs {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("ca-%d.crt", i)), []byte(c.Cert), 0o600); err != nil {
-			return "", fmt.Errorf("source.ca_certs[%d]: %w", i, err)
-		}
-	}
-	return dir, nil
-}
-
 // writeSecrets gives each build secret a file, written 0600 into the private work dir: an env
 // secret's value, or a copy of the source file read through the volume (at most volume.MaxSecret),
 // so buildah never follows a path of the work dir. Each value is masked in the log from then on
@@ -486,48 +464,6 @@ func secretValue(vol volume.Volume, id string, s api.Secret, getenv func(string)
 		return nil, fmt.Errorf("params.secrets.%s.env: environment variable %s is not set", id, s.Env)
 	}
 	return []byte(value), nil
-}
-
-// pullAuth gives the credentials for pulling FROM images: the source's for its own registry,
-// additional_private_registries for others, and the mirror's for the mirror host.
-func pullAuth(src api.Source) func(host string) (string, string) {
-	return func(host string) (string, string) {
-		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host {
-			return src.Username, src.Password
-		}
-		for _, p := range src.PrivateRegs {
-			if p.Registry == host {
-				return p.Username, p.Password
-			}
-		}
-		if m := src.RegistryMirror; m != nil && m.Host == host {
-			return m.Username, m.Password
-		}
-		return "", ""
-	}
-}
-
-// pullMirror is registry_mirror for FROM images of Docker Hub, insecure as check, in and push treat it.
-func pullMirror(src api.Source) *build.Mirror {
-	m := src.RegistryMirror
-	if m == nil {
-		return nil
-	}
-	return &build.Mirror{Host: m.Host, Insecure: src.Insecure || slices.Contains(src.InsecureRegistries, m.Host)}
-}
-
-func pullInsecure(src api.Source) func(host string) bool {
-	return func(host string) bool {
-		if repo, err := name.NewRepository(src.Repository); err == nil && repo.RegistryStr() == host && src.Insecure {
-			return true
-		}
-		for _, h := range src.InsecureRegistries {
-			if h == host {
-				return true
-			}
-		}
-		return false
-	}
 }
 
 func buildMetadata(r *build.Result, seconds float64) []api.MetadataField {

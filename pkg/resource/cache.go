@@ -183,7 +183,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			tag = in.tag
 		}
 		ref := src.Repository + ":" + tag
-		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, src, ref, in.platform, env) }})
+		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, ref, in.platform, env) }})
 	}
 	for i, item := range p.CacheFrom {
 		item := item
@@ -196,7 +196,7 @@ func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source 
 			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path, in.platform) }})
 			continue
 		}
-		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, src, item, in.platform, env) }})
+		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, item, in.platform, env) }})
 	}
 	return sources
 }
@@ -214,12 +214,12 @@ func (c *buildCache) openDir(dir string, platform v1.Platform) (*cache.Image, er
 
 // lookup reads an image reference's manifest and config from its registry (an index's image for
 // the platform).
-func lookup(ctx context.Context, src api.Source, ref string, platform v1.Platform, env Env) (*cache.Image, error) {
+func lookup(ctx context.Context, ref string, platform v1.Platform, env Env) (*cache.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
 	}
-	client, err := registry.NewFor(ctx, src, r.Context().Name(), env.Log, env.hideSent())
+	client, err := registry.New(ctx, env.Registries, r.Context().Name(), env.Log, env.hideSent())
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +292,7 @@ func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Ima
 	if in.req.Params.Offline {
 		return nil, nil
 	}
-	found, err := lookup(ctx, in.req.Source, normalized, in.platform, in.env)
+	found, err := lookup(ctx, normalized, in.platform, in.env)
 	if err != nil {
 		return nil, err
 	}

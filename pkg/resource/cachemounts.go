@@ -56,9 +56,7 @@ func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, doc
 		}
 	}
 	if p.CacheRepo != "" {
-		src := req.Source
-		src.Repository = p.CacheRepo
-		if c.repo, err = registry.New(ctx, src, env.Log, env.hideSent()); err != nil {
+		if c.repo, err = registry.New(ctx, env.Registries, p.CacheRepo, env.Log, env.hideSent()); err != nil {
 			return nil, fmt.Errorf("params.cache_repo: %w", err)
 		}
 	}

@@ -48,7 +48,10 @@ func In(ctx context.Context, env Env) (any, error) {
 	if params.Platform != nil {
 		platform = *params.Platform
 	}
-	client, err := registry.New(ctx, src, env.Log, env.hideSent())
+	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
+		return nil, err
+	}
+	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithJobs(src.MaxConcurrentUploads))
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,10 @@ func Out(ctx context.Context, env Env) (any, error) {
 	for _, note := range req.Notes {
 		env.Log.Info(note)
 	}
-	client, err := registry.New(ctx, src, env.Log, env.hideSent())
+	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
+		return nil, err
+	}
+	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithJobs(src.MaxConcurrentUploads))
 	if err != nil {
 		return nil, err
 	}

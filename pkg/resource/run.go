@@ -15,6 +15,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/imagesmith/buildah-image-resource/pkg/access"
+	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/redact"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 )
@@ -28,6 +30,14 @@ type Env struct {
 	Getenv func(string) string
 	// Redactor masks secrets in everything written to Stderr; nil masks nothing.
 	Redactor *redact.Writer
+	// Registries is the source's registry-access policy, made once by the command after it has
+	// decoded the source: every registry client and the build ask it.
+	Registries *access.Policy
+}
+
+// newPolicy makes the source's registry-access policy; a token it gets is hidden in the log.
+func newPolicy(ctx context.Context, src api.Source, env Env) (*access.Policy, error) {
+	return access.New(ctx, src, access.Options{Hide: func(secrets ...string) { env.hide(secrets) }})
 }
 
 // hide masks secrets in every line printed from now on.

@@ -41,6 +41,25 @@ const DistributionUsername = "concourse"
 // CI=true.
 func StartDistribution(t testing.TB) *Registry {
 	t.Helper()
+	return startDistribution(t, DistributionUsername, false)
+}
+
+// StartDistributionAs is StartDistribution with another username, e.g. ECR's "AWS".
+func StartDistributionAs(t testing.TB, username string) *Registry {
+	t.Helper()
+	return startDistribution(t, username, false)
+}
+
+// StartMutualTLS starts docker-registry with no password but client-certificate auth: it and
+// its recording proxy accept only clients presenting a certificate of their test CA
+// (distribution's http.tls.clientcas). The registry's ClientCertPEM and ClientKeyPEM are one.
+func StartMutualTLS(t testing.TB) *Registry {
+	t.Helper()
+	return startDistribution(t, "", true)
+}
+
+func startDistribution(t testing.TB, username string, mutual bool) *Registry {
+	t.Helper()
 	bin := RequireCommand(t, "docker-registry", "docker-registry")
 	certs, err := newTestCerts()
 	if err != nil {
@@ -54,23 +73,31 @@ func StartDistribution(t testing.TB) *Registry {
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
-	config, err := writeDistributionConfig(t.TempDir(), t.TempDir(), addr, certs, password)
+	r := &Registry{CACertPEM: string(certs.caPEM)}
+	if !mutual {
+		r.Username, r.Password = username, password
+	}
+	config, err := writeDistributionConfig(t.TempDir(), t.TempDir(), addr, certs, r.Username, r.Password)
 	if err != nil {
 		t.Fatalf("writing docker-registry config: %v", err)
 	}
 
 	transport := newTransport(certs.caPEM)
+	if mutual {
+		r.ClientCertPEM, r.ClientKeyPEM = string(certs.clientPEM), string(certs.clientKeyPEM)
+		transport.TLSClientConfig.Certificates = []tls.Certificate{certs.client}
+	}
 	t.Cleanup(transport.CloseIdleConnections)
 	runDistribution(t, bin, config, "https://"+addr+"/v2/", transport)
+	r.transport = transport
 
-	r := &Registry{
-		Username:  DistributionUsername,
-		Password:  password,
-		CACertPEM: string(certs.caPEM),
-		transport: transport,
-	}
 	srv := httptest.NewUnstartedServer(r.record(reverseProxy(addr, transport)))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{certs.server}}
+	if mutual {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(certs.caPEM)
+		srv.TLS.ClientAuth, srv.TLS.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	r.Host = srv.Listener.Addr().String()
@@ -128,7 +155,9 @@ func reverseProxy(addr string, transport http.RoundTripper) http.Handler {
 	}
 }
 
-func writeDistributionConfig(dir, storage, addr string, certs *testCerts, password string) (string, error) {
+// writeDistributionConfig writes the registry's config: htpasswd auth for username, or (with
+// no username) client certificates of the test CA.
+func writeDistributionConfig(dir, storage, addr string, certs *testCerts, username, password string) (string, error) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost) // checked on every request
 	if err != nil {
 		return "", fmt.Errorf("hashing password: %w", err)
@@ -138,9 +167,10 @@ func writeDistributionConfig(dir, storage, addr string, certs *testCerts, passwo
 		return "", err
 	}
 	files := map[string][]byte{
-		"htpasswd": []byte(DistributionUsername + ":" + string(hash) + "\n"),
+		"htpasswd": []byte(username + ":" + string(hash) + "\n"),
 		"cert.pem": certs.serverPEM,
 		"key.pem":  certs.keyPEM,
+		"ca.pem":   certs.caPEM,
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
@@ -166,20 +196,23 @@ http:
   tls:
     certificate: %q
     key: %q
-auth:
-  htpasswd:
-    realm: testharness
-    path: %q
-`, storage, addr, secret, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "htpasswd"))
+`, storage, addr, secret, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if username == "" {
+		config += fmt.Sprintf("    clientcas:\n      - %q\n", filepath.Join(dir, "ca.pem"))
+	} else {
+		config += fmt.Sprintf("auth:\n  htpasswd:\n    realm: testharness\n    path: %q\n", filepath.Join(dir, "htpasswd"))
+	}
 	path := filepath.Join(dir, "config.yml")
 	return path, os.WriteFile(path, []byte(config), 0o600)
 }
 
-// testCerts is a CA and a server certificate it signed for 127.0.0.1 and
-// localhost, valid for a day.
+// testCerts is a CA, a server certificate it signed for 127.0.0.1 and
+// localhost, and a client certificate it signed, valid for a day.
 type testCerts struct {
 	caPEM, serverPEM, keyPEM []byte
 	server                   tls.Certificate
+	clientPEM, clientKeyPEM  []byte
+	client                   tls.Certificate
 }
 
 func newTestCerts() (*testCerts, error) {
@@ -237,7 +270,38 @@ func newTestCerts() (*testCerts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading server key pair: %w", err)
 	}
+	if err := certs.addClient(ca, caKey); err != nil {
+		return nil, err
+	}
 	return certs, nil
+}
+
+// addClient signs a client certificate with the CA.
+func (c *testCerts) addClient(ca *x509.Certificate, caKey *ecdsa.PrivateKey) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "testharness client"},
+		NotBefore:    ca.NotBefore,
+		NotAfter:     ca.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("signing client certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	c.clientPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	c.clientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	c.client, err = tls.X509KeyPair(c.clientPEM, c.clientKeyPEM)
+	return err
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.

@@ -41,6 +41,20 @@ func StartEcho(t testing.TB, echo Echo) *Registry {
 	return r
 }
 
+// StartBasicAuth starts go-containerregistry's registry (in memory, plain HTTP) behind basic
+// auth for username and password, which may be anything a key file holds (newlines, quotes,
+// kilobytes): what GCR (_json_key) and ACR (service principals) accept. Wrong credentials get a
+// 401 echoing them.
+func StartBasicAuth(t testing.TB, username, password string) *Registry {
+	t.Helper()
+	r := &Registry{Username: username, Password: password, Insecure: true, transport: newTransport(nil)}
+	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(r.record(basicAuth(username, password, Echo{Status: http.StatusUnauthorized}, inner)))
+	t.Cleanup(srv.Close)
+	r.Host = srv.Listener.Addr().String()
+	return r
+}
+
 // basicAuth passes requests with the right credentials to next and echoes the others.
 func basicAuth(username, password string, echo Echo, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

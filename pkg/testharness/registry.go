@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,7 +25,9 @@ type Registry struct {
 	Host               string // "127.0.0.1:port"
 	Username, Password string // "" for none
 	CACertPEM          string // "" for plain HTTP
-	Insecure           bool   // plain HTTP
+	// ClientCertPEM and ClientKeyPEM are the client certificate a mutual-TLS registry wants.
+	ClientCertPEM, ClientKeyPEM string
+	Insecure                    bool // plain HTTP
 
 	transport http.RoundTripper // trusts CACertPEM
 
@@ -35,6 +38,7 @@ type Registry struct {
 // Request is one request the registry answered, as seen by the recorder.
 type Request struct {
 	Method, Path      string
+	Authorization     string // the Authorization header as received, "" for none
 	Status            int
 	BytesIn, BytesOut int64 // request body bytes read, response body bytes written
 }
@@ -48,6 +52,24 @@ func StartInProcess(t testing.TB) *Registry {
 	srv := httptest.NewServer(r.record(handler))
 	t.Cleanup(srv.Close)
 	r.Host = srv.Listener.Addr().String()
+	return r
+}
+
+// StartInProcessOn is StartInProcess listening on ip (any 127.0.0.0/8 address is local), e.g.
+// to be told from other registries by address range.
+func StartInProcessOn(t testing.TB, ip string) *Registry {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("listening on %s: %v", ip, err)
+	}
+	r := &Registry{Insecure: true, transport: newTransport(nil)}
+	srv := httptest.NewUnstartedServer(r.record(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	r.Host = l.Addr().String()
 	return r
 }
 
@@ -190,6 +212,9 @@ func (r *Registry) Source() map[string]any {
 	if r.CACertPEM != "" {
 		source["ca_certs"] = []string{r.CACertPEM}
 	}
+	if r.ClientCertPEM != "" {
+		source["client_certs"] = []map[string]string{{"domain": r.Host, "cert": r.ClientCertPEM, "key": r.ClientKeyPEM}}
+	}
 	return source
 }
 
@@ -223,7 +248,7 @@ func (r *Registry) remoteOptions() []remote.Option {
 // a client has seen a response, the recorder has it too.
 func (r *Registry) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		rec := &recording{registry: r, request: &Request{Method: req.Method, Path: req.URL.Path}}
+		rec := &recording{registry: r, request: &Request{Method: req.Method, Path: req.URL.Path, Authorization: req.Header.Get("Authorization")}}
 		r.mu.Lock()
 		r.requests = append(r.requests, rec.request)
 		r.mu.Unlock()
