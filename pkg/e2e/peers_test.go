@@ -835,14 +835,8 @@ type refusalCase struct {
 }
 
 var refusalCases = []refusalCase{
-	{name: "docker-image: ECR credentials", step: "check", source: map[string]any{"aws_access_key_id": "AKIA", "aws_secret_access_key": "x"},
-		err: "source.aws_access_key_id: not supported yet: ECR sign-in is not implemented: set username AWS and a password from `aws ecr get-login-password`"},
-	{name: "docker-image: client_certs", step: "check", source: map[string]any{"client_certs": []any{map[string]any{"domain": "x", "cert": "c", "key": "k"}}},
-		err: "source.client_certs: not supported yet: TLS client certificates are not implemented"},
 	{name: "docker-image: pull_repository alone", step: "out", params: map[string]any{"pull_repository": "busybox", "pull_tag": "1.36"},
 		err: "params.pull_repository: not supported (deprecated in docker-image-resource): get the image with save: true and push it with params.load"},
-	{name: "registry-image: aws_region (ECR)", step: "check", source: map[string]any{"aws_region": "eu-west-1"},
-		err: "source.aws_region: not supported yet: ECR sign-in is not implemented"},
 	{name: "registry-image: azure_acr", step: "check", source: map[string]any{"azure_acr": true},
 		err: "source.azure_acr: not supported yet: ACR managed-identity sign-in is not implemented: set username and password (an ACR token)"},
 	{name: "registry-image: content_trust", step: "out", source: map[string]any{"content_trust": map[string]any{"repository_key_id": "k"}},
