@@ -105,3 +105,31 @@ func TestGetFetchesLayersInParallelOnce(t *testing.T) {
 		t.Errorf("staging left in the volume: %v", entries)
 	}
 }
+
+// TestGetDownloadsBoundedByTheParam: max_concurrent_downloads above go-containerregistry's own
+// default of 4 really opens that many streams (its pull limiter follows the param).
+func TestGetDownloadsBoundedByTheParam(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	img := testharness.MultiLayerImage(t, 8, 64<<10)
+	digest := reg.Push(t, reg.Ref("wide:1"), img)
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &blobGate{want: 6, all: make(chan struct{}), config: config.String()}
+	target, _ := url.Parse("http://" + reg.Host)
+	proxy := httptest.NewServer(gate.handler(httputil.NewSingleHostReverseProxy(target)))
+	t.Cleanup(proxy.Close)
+	via := &testharness.Registry{Host: proxy.Listener.Addr().String(), Insecure: true}
+	res := testharness.Run(t, "in", map[string]any{
+		"source":  source(via, "wide", "max_concurrent_downloads", 6),
+		"version": map[string]string{"digest": digest.String()},
+		"params":  map[string]any{"format": "oci"},
+	}, t.TempDir())
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d", res.ExitCode)
+	}
+	if gate.most != 6 {
+		t.Errorf("%d layer downloads were open at once, want 6 (max_concurrent_downloads)", gate.most)
+	}
+}

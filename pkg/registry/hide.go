@@ -9,13 +9,20 @@ import (
 type Option func(*settings)
 
 type settings struct {
-	hide func(secrets ...string)
-	jobs int // concurrent uploads, 0 for go-containerregistry's default
+	hide      func(secrets ...string)
+	uploads   int // concurrent blob uploads, 0 for go-containerregistry's default (4)
+	downloads int // concurrent blob downloads, 0 for go-containerregistry's default (4)
 }
 
-// WithJobs bounds the concurrent blob uploads (source.max_concurrent_uploads).
-func WithJobs(n int) Option {
-	return func(s *settings) { s.jobs = n }
+// WithUploads bounds the concurrent blob uploads (source.max_concurrent_uploads).
+func WithUploads(n int) Option {
+	return func(s *settings) { s.uploads = n }
+}
+
+// WithDownloads bounds the concurrent blob downloads (source.max_concurrent_downloads): the
+// reads' limiter, which go-containerregistry would otherwise hold to the uploads' bound.
+func WithDownloads(n int) Option {
+	return func(s *settings) { s.downloads = n }
 }
 
 // HideWith has the client tell hide every credential it sends, before it is sent: the source's

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -78,14 +79,18 @@ func options(ctx context.Context, policy *access.Policy, host string, log logrus
 		remote.WithRetryPredicate(uploadRetry(log)),
 		remote.WithRetryStatusCodes(),
 	}
-	if set.jobs > 0 {
-		opts = append(opts, remote.WithJobs(set.jobs))
-	}
 	// One puller for every read of this client: the registry is pinged and the token fetched
-	// once per run, not once per tag or manifest.
-	puller, err := remote.NewPuller(opts...)
+	// once per run, not once per tag or manifest; its limiter bounds the downloads.
+	readOpts := opts
+	if set.downloads > 0 {
+		readOpts = append(slices.Clone(opts), remote.WithJobs(set.downloads))
+	}
+	puller, err := remote.NewPuller(readOpts...)
 	if err != nil {
 		return nil, err
+	}
+	if set.uploads > 0 {
+		opts = append(opts, remote.WithJobs(set.uploads))
 	}
 	return append(opts, remote.Reuse(puller)), nil
 }

@@ -51,7 +51,7 @@ func In(ctx context.Context, env Env) (any, error) {
 	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
 		return nil, err
 	}
-	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithJobs(src.MaxConcurrentUploads))
+	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithDownloads(src.MaxConcurrentDownloads))
 	if err != nil {
 		return nil, err
 	}
@@ -61,18 +61,18 @@ func In(ctx context.Context, env Env) (any, error) {
 	}
 	img := fetched.Image
 	ref := client.Name() + ":" + tag
-	if err := writeInfo(dir, client.Name(), tag, req.Version.Digest, img); err != nil {
-		return nil, err
-	}
 	size, err := imageSize(img)
 	if err != nil {
 		return nil, err
 	}
-	if !params.SkipDownload {
+	if !params.SkipDownload { // the config comes alongside the layers
 		env.Log.Infof("fetching %s@%s (%s, %d MB)", client.Name(), req.Version.Digest, platform, size>>20)
 		if err := saveImage(dir, params, ref, req.Version.Digest, fetched, src.MaxConcurrentDownloads, env); err != nil {
 			return nil, err
 		}
+	}
+	if err := writeInfo(dir, client.Name(), tag, req.Version.Digest, img); err != nil {
+		return nil, err
 	}
 	extra, err := matchingMetadata(img, src)
 	if err != nil {

@@ -40,7 +40,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
 		return nil, err
 	}
-	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithJobs(src.MaxConcurrentUploads))
+	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithUploads(src.MaxConcurrentUploads))
 	if err != nil {
 		return nil, err
 	}
