@@ -111,15 +111,16 @@ type Getter struct {
 	Command func(ref, tag string, digest v1.Hash, dir string) (*exec.Cmd, []byte)
 }
 
-// OursGetter is this resource's in: format oci (plus rootfs/ and rootfs.tar with rootfs),
-// max_concurrent_downloads jobs.
-func OursGetter(bin string, jobs int, rootfs bool) Getter {
-	label := fmt.Sprintf("ours: in, format oci, max_concurrent_downloads %d", jobs)
-	params := map[string]any{"format": "oci"}
+// OursGetter is this resource's in: format (oci: image.tar; oci-layout: oci/, like crane's output),
+// plus rootfs/ and rootfs.tar with rootfs, max_concurrent_downloads jobs.
+func OursGetter(bin, format string, jobs int, rootfs bool) Getter {
+	what := "format " + format
+	params := map[string]any{"format": format}
 	if rootfs {
-		label = fmt.Sprintf("ours: in, format oci + rootfs, max_concurrent_downloads %d", jobs)
+		what += " + rootfs"
 		params["rootfs"] = true
 	}
+	label := fmt.Sprintf("ours: in, %s, max_concurrent_downloads %d", what, jobs)
 	return Getter{Name: label, Streams: jobs, Command: func(ref, tag string, digest v1.Hash, dir string) (*exec.Cmd, []byte) {
 		repo := ref[:len(ref)-len(tag)-1]
 		return resourceIn(filepath.Join(bin, "in"), dir, map[string]any{"repository": repo, "tag": tag,

@@ -134,10 +134,12 @@ func run(ctx context.Context, cfg config) (string, error) {
 	return report(cfg, links, digest, sizes, started, load, loadAverage()), nil
 }
 
-// chooseGetters are ours (4 streams; with rootfs; 1 and 8 streams, showing where time goes),
-// crane, skopeo and registry-image-resource, those whose binaries were given.
+// chooseGetters are ours (format oci and oci-layout, 4 streams; with rootfs; 1 and 8 streams,
+// showing where time goes), crane, skopeo and registry-image-resource, those whose binaries
+// were given.
 func chooseGetters(cfg config) []bench.Getter {
-	getters := []bench.Getter{bench.OursGetter(cfg.bin, 4, false), bench.OursGetter(cfg.bin, 4, true)}
+	getters := []bench.Getter{bench.OursGetter(cfg.bin, "oci", 4, false), bench.OursGetter(cfg.bin, "oci-layout", 4, false),
+		bench.OursGetter(cfg.bin, "oci", 4, true)}
 	if cfg.crane != "" {
 		getters = append(getters, bench.CraneGetter(cfg.crane))
 	}
@@ -145,7 +147,8 @@ func chooseGetters(cfg config) []bench.Getter {
 	if cfg.rir != "" {
 		getters = append(getters, bench.RegistryImageResourceGetter(cfg.rir))
 	}
-	return append(getters, bench.OursGetter(cfg.bin, 1, false), bench.OursGetter(cfg.bin, 8, false))
+	return append(getters, bench.OursGetter(cfg.bin, "oci", 1, false), bench.OursGetter(cfg.bin, "oci", 8, false),
+		bench.OursGetter(cfg.bin, "oci-layout", 8, false))
 }
 
 // measure runs one get and records it; a failure is recorded, not fatal.
