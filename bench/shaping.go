@@ -83,7 +83,7 @@ func formatRate(rate float64) string {
 // Wrap returns next behind the link: the request is delayed, its body and the response's body
 // are paced.
 func (s Shape) Wrap(next http.Handler) http.Handler {
-	if !s.On() {
+	if !s.On() && s.Streams == nil && s.Trace == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
