@@ -26,6 +26,7 @@ func main() {
 	bin := flag.String("bin", "", "directory holding this resource's in (required)")
 	crane := flag.String("crane", "", "crane binary (go-containerregistry's cmd/crane)")
 	rir := flag.String("rir-in", "", "registry-image-resource's in binary")
+	skopeo := flag.Bool("skopeo", true, "run skopeo (Debian's package) too")
 	reps := flag.Int("reps", 3, "repetitions of every get (medians)")
 	layers := flag.Int("layers", 9, "data layers on top of busybox")
 	layerMB := flag.Float64("layer-mb", 17.4, "MB of random data per layer")
@@ -40,7 +41,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := config{bin: *bin, crane: *crane, rir: *rir, reps: *reps, layers: *layers,
+	cfg := config{bin: *bin, crane: *crane, rir: *rir, skopeo: *skopeo, reps: *reps, layers: *layers,
 		layerBytes: int64(*layerMB * 1e6), shape: bench.Shape{Delay: *delay, Rate: *rate * 1e6}, loopback: *loopback}
 	text, err := run(ctx, cfg)
 	if err != nil {
@@ -58,11 +59,11 @@ func main() {
 }
 
 type config struct {
-	bin, crane, rir string
-	reps, layers    int
-	layerBytes      int64
-	shape           bench.Shape
-	loopback        bool
+	bin, crane, rir  string
+	reps, layers     int
+	layerBytes       int64
+	shape            bench.Shape
+	loopback, skopeo bool
 }
 
 // link is one registry (loopback or shaped) holding the image, and the results on it.
@@ -143,7 +144,9 @@ func chooseGetters(cfg config) []bench.Getter {
 	if cfg.crane != "" {
 		getters = append(getters, bench.CraneGetter(cfg.crane))
 	}
-	getters = append(getters, bench.SkopeoGetter())
+	if cfg.skopeo {
+		getters = append(getters, bench.SkopeoGetter())
+	}
 	if cfg.rir != "" {
 		getters = append(getters, bench.RegistryImageResourceGetter(cfg.rir))
 	}
