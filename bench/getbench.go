@@ -197,16 +197,48 @@ func RunGet(ctx context.Context, reg *Registry, getter Getter, ref, tag string, 
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	cmd.Stdout, cmd.Stderr = log, log
+	stamped := &stampWriter{w: log}
+	cmd.Stdout, cmd.Stderr = stamped, stamped
 	reg.Reset()
 	start := time.Now()
+	fmt.Fprintf(log, "start %s\n", start.Format(stampLayout))
 	err = cmd.Run()
 	seconds := time.Since(start).Seconds()
+	fmt.Fprintf(log, "end %s\n", time.Now().Format(stampLayout))
 	traffic := reg.Reset()
 	if err != nil {
 		return seconds, traffic, fmt.Errorf("%s: %w", getter.Name, err)
 	}
 	return seconds, traffic, ctx.Err()
+}
+
+// stampLayout is the wall clock of the log's lines (as the link's trace writes it).
+const stampLayout = "15:04:05.000"
+
+// stampWriter prefixes every line a command writes with the time it was written (where the
+// time goes between the last byte on the link and the command's end).
+type stampWriter struct {
+	w       io.Writer
+	midLine bool
+}
+
+// Write writes p, starting each new line with the time.
+func (s *stampWriter) Write(p []byte) (int, error) {
+	var buf bytes.Buffer
+	for _, line := range bytes.SplitAfter(p, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if !s.midLine {
+			buf.WriteString("out " + time.Now().Format(stampLayout) + " ")
+		}
+		buf.Write(line)
+		s.midLine = line[len(line)-1] != '\n'
+	}
+	if _, err := s.w.Write(buf.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // LinkTime is the time the link allows for downloading blobs (config and layers) of the given
