@@ -37,7 +37,7 @@ type StreamGauge struct {
 	now, peak int
 }
 
-// enter and leave count one blob GET.
+// enter counts a blob GET starting.
 func (g *StreamGauge) enter() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -45,6 +45,7 @@ func (g *StreamGauge) enter() {
 	g.peak = max(g.peak, g.now)
 }
 
+// leave counts a blob GET ending.
 func (g *StreamGauge) leave() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -135,6 +136,7 @@ type bucket struct {
 // burst is the most a stream may send at once after being idle.
 const burst = 64 << 10
 
+// newBucket is a full bucket of rate bytes per second.
 func newBucket(rate float64) *bucket {
 	return &bucket{rate: rate, tokens: burst, last: time.Now()}
 }
