@@ -40,7 +40,11 @@ type Registry struct {
 }
 
 // StartRegistry starts the registry storing its blobs under dir.
-func StartRegistry(dir string) (*Registry, error) {
+func StartRegistry(dir string) (*Registry, error) { return StartShapedRegistry(dir, Shape{}) }
+
+// StartShapedRegistry starts the registry storing its blobs under dir, its proxy behind the
+// simulated link shape (issue 19; the zero Shape is loopback).
+func StartShapedRegistry(dir string, shape Shape) (*Registry, error) {
 	backend, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -82,7 +86,7 @@ http: {addr: %q}
 		pr.SetURL(target)
 		pr.Out.Host = pr.In.Host // upload locations then point back at the proxy
 	}}
-	r.srv = &http.Server{Handler: r.count(proxy)}
+	r.srv = &http.Server{Handler: shape.Wrap(r.count(proxy))}
 	go r.srv.Serve(listener)
 	return r, nil
 }

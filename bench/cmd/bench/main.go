@@ -37,6 +37,9 @@ func main() {
 		"); S2/S3 (S2m) without S1 (S1m) first run S1's (S1m's) last put, unreported")
 	tools := flag.String("peers", "docker,buildah,buildkit", "peers to compare with ours (docker, buildah, buildkit)")
 	packages := flag.String("packages", "python3", "what S5's RUN installs with apt-get install")
+	shape := flag.Bool("shape", false, "put the registry behind a shaped link (issue 19; -shape-delay, -shape-rate)")
+	shapeDelay := flag.Duration("shape-delay", bench.DefaultShapeDelay, "with -shape: delay added to every registry request")
+	shapeRate := flag.Float64("shape-rate", bench.DefaultShapeRate/1e6, "with -shape: MB/s of every registry stream")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "bench: -bin is required")
@@ -51,6 +54,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: -only: %v\n", err)
 			os.Exit(2)
 		}
+	}
+	if *shape {
+		cfg.link = bench.Shape{Delay: *shapeDelay, Rate: *shapeRate * 1e6}
 	}
 	if *smoke {
 		cfg.mode, cfg.reps, cfg.fan, cfg.blobMB, cfg.bases = "smoke", 1, 2, 20, []string{"busybox"}
@@ -67,6 +73,7 @@ type config struct {
 	bin, buildkit, rootfs, out, oursVersion, mode, packages string
 	bases, only, peers                                      []string
 	reps, fan, blobMB                                       int
+	link                                                    bench.Shape // the registry's link (-shape); zero: loopback
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -89,12 +96,12 @@ func run(ctx context.Context, cfg config) error {
 	if err := os.MkdirAll(filepath.Join(work, "registry"), 0o755); err != nil {
 		return err
 	}
-	reg, err := bench.StartRegistry(filepath.Join(work, "registry"))
+	reg, err := bench.StartShapedRegistry(filepath.Join(work, "registry"), cfg.link)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	fmt.Fprintf(os.Stderr, "bench: %s run; registry (counted) at %s; step logs in %s\n", cfg.mode, reg.Host, logDir)
+	fmt.Fprintf(os.Stderr, "bench: %s run; registry (counted, %s) at %s; step logs in %s\n", cfg.mode, cfg.link, reg.Host, logDir)
 
 	mirror, err := bench.StartMirrorProxy()
 	if err != nil {
