@@ -37,6 +37,9 @@ func main() {
 		"); S2/S3 (S2m) without S1 (S1m) first run S1's (S1m's) last put, unreported")
 	tools := flag.String("peers", "docker,buildah,buildkit", "peers to compare with ours (docker, buildah, buildkit)")
 	packages := flag.String("packages", "python3", "what S5's RUN installs with apt-get install")
+	inContainer := flag.Bool("in-container", true, "also run ours in the resource image with docker run (a dockerd of the harness's own)")
+	moduleRoot := flag.String("module-root", ".", "this repository, whose sources the resource image is built from")
+	command := flag.String("command", "", "how the run was started, for the report (bench/run gives it)")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "bench: -bin is required")
@@ -44,7 +47,7 @@ func main() {
 	}
 	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
 		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full", packages: *packages,
-		peers: strings.Split(*tools, ",")}
+		peers: strings.Split(*tools, ","), inContainer: *inContainer, moduleRoot: *moduleRoot, command: *command}
 	if *only != "" {
 		cfg.only = strings.Split(*only, ",")
 		if err := checkScenarios(cfg.only); err != nil {
@@ -65,8 +68,10 @@ func main() {
 
 type config struct {
 	bin, buildkit, rootfs, out, oursVersion, mode, packages string
+	moduleRoot, command                                     string
 	bases, only, peers                                      []string
 	reps, fan, blobMB                                       int
+	inContainer                                             bool
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -110,11 +115,18 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	host, why := startContainerHost(ctx, cfg, filepath.Join(work, "container-host"))
+	if host != nil {
+		defer host.Close()
+	} else if why != "" {
+		skipped = append(skipped, [2]string{bench.InContainer{Ours: ours}.Name(), why})
+	}
+	oursCM := bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}
 	runner := &bench.Runner{Registry: reg, Mirror: mirror, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps,
 		FanOut: cfg.fan, BlobMB: cfg.blobMB, Packages: cfg.packages, Only: cfg.only, Progress: os.Stderr,
-		Peers:    append([]bench.Peer{ours}, peers...),
-		FanPeers: append(append([]bench.Peer{ours}, peers...), bench.Ours{Bin: cfg.bin}),
-		PkgPeers: []bench.Peer{bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}, ours}}
+		Peers:    slices.Concat(withContainer(ours, host), peers),
+		FanPeers: slices.Concat(withContainer(ours, host), peers, []bench.Peer{bench.Ours{Bin: cfg.bin}}),
+		PkgPeers: slices.Concat(withContainer(oursCM, host), []bench.Peer{ours})}
 	for _, p := range peers {
 		if _, ok := p.(bench.BuildKit); ok {
 			runner.PkgPeers = append(runner.PkgPeers, p)
@@ -122,7 +134,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	report := &bench.Report{Date: started, Mode: cfg.mode, Reps: cfg.reps, Fan: cfg.fan, BlobMB: cfg.blobMB, Skipped: skipped,
-		Ours: ours.Name(), LoadStart: loadAverage()}
+		Ours: ours.Name(), LoadStart: loadAverage(), Command: cfg.command, Commit: cfg.oursVersion, Only: cfg.only}
+	if host != nil {
+		report.Container = bench.Container{Info: fmt.Sprintf("%s; the image built in %s", host.Info, host.Built.Round(time.Second)),
+			Built: host.Built, StartRuns: host.StartRuns, Start: host.StartMedian()}
+	}
 	for _, name := range cfg.bases {
 		img, description, tag, err := baseImage(name, cfg.rootfs)
 		if err != nil {
@@ -156,6 +172,35 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s in %s\n", cfg.out, report.Duration.Round(time.Second))
 	return nil
+}
+
+// startContainerHost starts the Docker daemon and builds the image of ours in a container, unless
+// -in-container=false. When it cannot, it says why (the report lists it; the run goes on).
+func startContainerHost(ctx context.Context, cfg config, dir string) (*bench.ContainerHost, string) {
+	if !cfg.inContainer {
+		return nil, ""
+	}
+	root, err := filepath.Abs(cfg.moduleRoot)
+	if err != nil {
+		return nil, err.Error()
+	}
+	started := time.Now()
+	host, err := bench.StartContainerHost(ctx, dir, root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: skipping ours in a container: %v\n", err)
+		return nil, firstLine(err.Error())
+	}
+	fmt.Fprintf(os.Stderr, "bench: container host ready in %s (%s; empty container %s)\n",
+		time.Since(started).Round(time.Second), host.Info, host.StartMedian().Round(time.Millisecond))
+	return host, ""
+}
+
+// withContainer is p, followed by p in a container when there is a container host.
+func withContainer(p bench.Ours, host *bench.ContainerHost) []bench.Peer {
+	if host == nil {
+		return []bench.Peer{p}
+	}
+	return []bench.Peer{p, bench.InContainer{Ours: p, Host: host}}
 }
 
 // unpackTime is how long tar takes to unpack rootfs in a new directory under dir, after
