@@ -44,6 +44,7 @@ type ContainerHost struct {
 	StartRuns  []time.Duration // `docker run ... true`, the container start alone, measured 3 times
 	Info       string          // the daemon's version, storage driver and cgroup setup
 	cgroupRoot string          // the hierarchy where containers' processes are sampled
+	rssScale   int64           // busybox time's %M over the max RSS in kB (0: unknown, not used)
 	dir        string
 	dockerd    *exec.Cmd
 	exited     chan struct{}
@@ -64,6 +65,7 @@ func StartContainerHost(ctx context.Context, dir, moduleRoot string) (*Container
 		return nil, fmt.Errorf("building the resource image: %w", err)
 	}
 	h.Built = time.Since(started)
+	h.rssScale = busyboxTimeScale(ctx)
 	if err := h.timeStart(ctx); err != nil {
 		h.Close()
 		return nil, err
@@ -112,6 +114,40 @@ func (h *ContainerHost) startDockerd(ctx context.Context) error {
 		return fmt.Errorf("no cgroup hierarchy to sample containers in (%s)", h.Info)
 	}
 	return nil
+}
+
+// busyboxTimeScale is what busybox time's %M is multiplied by: Debian's busybox 1.35 takes
+// ru_maxrss (kB) for a page count and writes it times 4 (the page size in kB). The image's busybox
+// is the host's (testharness copies it), so both times run the host's busybox here; 0 when
+// it cannot be told (the floor is then not used).
+func busyboxTimeScale(ctx context.Context) int64 {
+	dir, err := os.MkdirTemp("", "bench-rss-")
+	if err != nil {
+		return 0
+	}
+	defer os.RemoveAll(dir)
+	gnu, bb := filepath.Join(dir, "gnu"), filepath.Join(dir, "busybox")
+	busybox := testharness.BusyboxPath
+	if err := exec.CommandContext(ctx, gnuTime, "--format=%M", "--output="+gnu, "--",
+		busybox, "time", "-f", "%M", "-o", bb, busybox, "sh", "-c", "x=$("+busybox+" seq 1 300000)").Run(); err != nil {
+		return 0
+	}
+	var gnuKB, bbKB int64
+	if _, err := fmt.Sscan(readString(gnu), &gnuKB); err != nil || gnuKB <= 0 {
+		return 0
+	}
+	if _, err := fmt.Sscan(readString(bb), &bbKB); err != nil || bbKB <= 0 {
+		return 0
+	}
+	// GNU time sees busybox time itself too, smaller than the child (a few MB of seq's output in
+	// a shell variable): the ratio rounds to the factor.
+	return max(1, (bbKB+gnuKB/2)/gnuKB)
+}
+
+// readString is a file's content, or "" when it cannot be read.
+func readString(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
 }
 
 // timeStart times `docker run` of `true` with the flags of a put, three times: what every
@@ -216,7 +252,9 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 	var stdout bytes.Buffer
 	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
 	err = s.RunOutside(cmd)
-	s.noteMaxRSS(filepath.Join(s.Dir, maxRSSFile))
+	if c.Host.rssScale > 0 {
+		s.noteMaxRSSOver(filepath.Join(s.Dir, maxRSSFile), c.Host.rssScale)
+	}
 	if err != nil {
 		// A killed docker CLI leaves its container running.
 		resourceimage.Run(context.WithoutCancel(ctx), time.Minute, nil, c.Host.Docker, "rm", "--force", name)

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -47,7 +48,7 @@ func (rep *Report) Write(w io.Writer) error {
 	if len(rep.Only) > 0 {
 		fmt.Fprintf(&b, "Scenarios: %s only (a partial run; the full run has %s).\n", strings.Join(rep.Only, ", "), strings.Join(Scenarios, ", "))
 	}
-	fmt.Fprintf(&b, "The machine was shared with other work during the run (load average %s at the end; see Machine): every figure is slower than on an idle machine, and the in-container and host columns were measured in turns, under the same load.\n", rep.endLoad())
+	b.WriteString(rep.loadSentence())
 	fmt.Fprintf(&b, "Each figure is the median of %d puts (S4: of its %d puts), every put on a fresh worker. In each cell of another tool, `(×r)` is its figure divided by ours (%s): above 1, ours is lower (no ratio when ours is under 1 KB). **puts** counts the puts that succeeded; a failed put is listed under its table with the tool's error and left out of the medians.\n", rep.Reps, rep.Fan, rep.Ours)
 
 	writeSummary(&b, rep)
@@ -137,7 +138,9 @@ const Methodology = `- **wall s**: from the start of the put (daemon start inclu
     and its RUN steps, sampled in the container's cgroup, made under the step's name with
     ` + "`--cgroup-parent`" + `); the docker CLI, dockerd and containerd's shim are the worker's and are
     not counted; the floor is out's max RSS (with its RUN steps'), from the image's busybox
-    ` + "`time -f %M`" + `, which out runs under. The ` + "`(×r)`" + ` of this row is in-container ÷ host.
+    ` + "`time -f %M`" + `, which out runs under (Debian's busybox 1.35 writes 4 times ru_maxrss, taking
+    kB for pages: the harness measures that factor on the host's busybox, which the image holds,
+    against GNU time, and divides by it). The ` + "`(×r)`" + ` of this row is in-container ÷ host.
   - **docker-image-resource flow**: a fresh dockerd per put (empty --data-root), ` + "`docker load`" + ` of the
     get's docker archive and ` + "`docker tag`" + ` as its load_base does, ` + "`docker pull`" + ` of the cache image
     and ` + "`docker build --cache-from`" + ` (BuildKit mode, built with ` + "`BUILDKIT_INLINE_CACHE=1`" + `, without
@@ -360,16 +363,31 @@ func orUnknown(s string) string {
 	return s
 }
 
-// endLoad is the load average at the end of the run, from the machine table.
-func (rep *Report) endLoad() string {
+// loadSentence says whether other work shared the machine: a 1-minute load average, at the start
+// or the end, of half the CPUs or more.
+func (rep *Report) loadSentence() string {
+	end := "?"
 	for _, kv := range rep.Machine {
 		if strings.HasPrefix(kv[0], "load average") {
-			if _, end, ok := strings.Cut(kv[1], " → "); ok {
-				return end
-			}
+			_, end, _ = strings.Cut(kv[1], " → ")
 		}
 	}
-	return "?"
+	busy := false
+	for _, load := range []string{rep.LoadStart, end} {
+		var one float64
+		if _, err := fmt.Sscan(load, &one); err == nil && one >= float64(runtime.NumCPU())/2 {
+			busy = true
+		}
+	}
+	if !busy {
+		return fmt.Sprintf("Load average (1, 5, 15 min) %s at the start, %s at the end (%d CPUs).\n", rep.LoadStart, end, runtime.NumCPU())
+	}
+	sentence := fmt.Sprintf("**The machine was busy with other work during the run** (load average %s at the start, %s at the end, on %d CPUs): "+
+		"every figure is slower, and noisier, than on an idle machine", rep.LoadStart, end, runtime.NumCPU())
+	if len(rep.Container.StartRuns) > 0 {
+		sentence += "; ours on the host and in a container ran in turns, under the same load"
+	}
+	return sentence + ".\n"
 }
 
 // pair is a scenario's ours on the host and in a container.

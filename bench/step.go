@@ -203,7 +203,10 @@ func (s *Step) MaxRSSMB() float64 { return float64(s.maxRSSKB.Load()) * 1024 / 1
 
 // noteMaxRSS records the max RSS (kB) that GNU time wrote to file: its last line (a line
 // before it says how a failed command ended).
-func (s *Step) noteMaxRSS(file string) {
+func (s *Step) noteMaxRSS(file string) { s.noteMaxRSSOver(file, 1) }
+
+// noteMaxRSSOver is noteMaxRSS for a tool that writes divisor times the max RSS in kB.
+func (s *Step) noteMaxRSSOver(file string, divisor int64) {
 	if file == "" {
 		return
 	}
@@ -213,7 +216,7 @@ func (s *Step) noteMaxRSS(file string) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	kb, err := strconv.ParseInt(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
-	if err == nil && kb > s.maxRSSKB.Load() {
+	if kb /= max(divisor, 1); err == nil && kb > s.maxRSSKB.Load() {
 		s.maxRSSKB.Store(kb)
 	}
 }

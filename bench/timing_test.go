@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
 func TestTimingLines(t *testing.T) {
@@ -66,5 +70,18 @@ func TestContainerReport(t *testing.T) {
 	}
 	if strings.Contains(text, "- **S1**") {
 		t.Errorf("S1 met its target but has a where-the-time-goes note")
+	}
+}
+
+func TestBusyboxTimeScale(t *testing.T) {
+	if _, err := os.Stat(gnuTime); err != nil {
+		t.Skip("GNU time not installed")
+	}
+	if _, err := os.Stat(testharness.BusyboxPath); err != nil {
+		t.Skip("busybox-static not installed")
+	}
+	// Debian 12's busybox 1.35 writes 4 times the max RSS; a fixed one, 1.
+	if got := busyboxTimeScale(context.Background()); got != 4 && got != 1 {
+		t.Errorf("busyboxTimeScale = %d, want 4 (Debian 12's busybox) or 1", got)
 	}
 }
