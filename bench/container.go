@@ -150,8 +150,8 @@ func readString(path string) string {
 	return string(data)
 }
 
-// timeStart times `docker run` of `true` with the flags of a put, three times: what every
-// in-container put spends starting and removing its container.
+// timeStart times `docker run` of `true` with the flags, mount and stdin of a put, three times:
+// what every in-container put spends starting and removing its container.
 func (h *ContainerHost) timeStart(ctx context.Context) error {
 	empty, err := os.MkdirTemp(h.dir, "empty-")
 	if err != nil {
@@ -159,10 +159,10 @@ func (h *ContainerHost) timeStart(ctx context.Context) error {
 	}
 	defer os.RemoveAll(empty)
 	for range 3 {
-		args := slices.Concat([]string{"run", "--rm"}, ContainerFlags,
+		args := slices.Concat([]string{"run", "--rm", "--interactive"}, ContainerFlags,
 			[]string{"--volume", empty + ":" + containerWorkDir, h.Image, "true"})
 		started := time.Now()
-		if _, err := resourceimage.Run(ctx, time.Minute, nil, h.Docker, args...); err != nil {
+		if _, err := resourceimage.Run(ctx, time.Minute, strings.NewReader("{}"), h.Docker, args...); err != nil {
 			return fmt.Errorf("an empty container: %w", err)
 		}
 		h.StartRuns = append(h.StartRuns, time.Since(started))
@@ -244,14 +244,16 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 	for _, env := range ConcourseEnv {
 		args = append(args, "--env", env)
 	}
-	// The image's busybox time writes out's max RSS (kB, with its RUN steps') to the work dir:
-	// the floor of the put's peak, as GNU time gives it on the host.
-	args = append(args, c.Host.Image, "/bin/busybox", "time", "-f", "%M", "-o", containerWorkDir+"/"+maxRSSFile,
+	// The image's busybox time writes out's elapsed time and max RSS (kB, with its RUN steps') to
+	// the work dir: how much of the put is out's own, and the floor of the put's peak, as GNU
+	// time gives it on the host.
+	args = append(args, c.Host.Image, "/bin/busybox", "time", "-f", "%e\n%M", "-o", containerWorkDir+"/"+maxRSSFile,
 		"/opt/resource/out", containerWorkDir)
 	cmd := s.Outside(ctx, c.Host.Docker[0], args...)
 	var stdout bytes.Buffer
 	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
 	err = s.RunOutside(cmd)
+	noteInner(s, filepath.Join(s.Dir, maxRSSFile))
 	if c.Host.rssScale > 0 {
 		s.noteMaxRSSOver(filepath.Join(s.Dir, maxRSSFile), c.Host.rssScale)
 	}
@@ -261,6 +263,14 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 		return err
 	}
 	return checkVersion(stdout.Bytes())
+}
+
+// noteInner records the elapsed seconds busybox time wrote on the first line of file.
+func noteInner(s *Step, file string) {
+	var seconds float64
+	if _, err := fmt.Sscan(readString(file), &seconds); err == nil && seconds > 0 {
+		s.NoteInner(time.Duration(seconds * float64(time.Second)))
+	}
 }
 
 // cgroupMount is the mount point of the cgroup hierarchy of type fstype ("cgroup2", or "cgroup"

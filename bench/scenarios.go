@@ -17,9 +17,10 @@ type Measurement struct {
 	Wall    time.Duration
 	PeakMB  float64
 	Traffic Traffic
-	Mirror  int64    // bytes RUN steps downloaded from the Debian mirror, through the counting proxy (S5)
-	Runs    int      // RUN steps executed
-	Timings []string // the put's own log lines that say where its time went (TimingLines)
+	Mirror  int64         // bytes RUN steps downloaded from the Debian mirror, through the counting proxy (S5)
+	Runs    int           // RUN steps executed
+	Timings []string      // the put's own log lines that say where its time went (TimingLines)
+	Inner   time.Duration // in a container: out's own elapsed time inside it (0: not known)
 }
 
 // Row is one peer's puts in one scenario.
@@ -279,6 +280,7 @@ func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir strin
 	m.PeakMB = s.PeakMB()
 	m.Runs = strings.Count(s.Log(), RunMarker)
 	m.Timings = TimingLines(s.Log())
+	m.Inner = s.Inner()
 
 	logFile := filepath.Join(r.LogDir, label+".log")
 	text := fmt.Sprintf("%s\n--- peak memory %.0f MB (sampled: %s; highest max RSS of a waited process %.0f MB)\n--- daemons\n%s",
@@ -380,6 +382,7 @@ func Median(puts []Measurement) Measurement {
 	m.Traffic.Uploads = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Uploads) }))
 	m.Mirror = int64(median(puts, func(p Measurement) float64 { return float64(p.Mirror) }))
 	m.Runs = int(median(puts, func(p Measurement) float64 { return float64(p.Runs) }))
+	m.Inner = time.Duration(median(puts, func(p Measurement) float64 { return float64(p.Inner) }))
 	return m
 }
 

@@ -43,6 +43,7 @@ type Step struct {
 	maxRSSKB  atomic.Int64             // highest max RSS of a command the step ran, from GNU time
 	timed     int                      // commands run under GNU time so far
 	watched   atomic.Pointer[[]string] // more cgroups sampled with the step's (a container's)
+	inner     time.Duration            // the tool's own elapsed time, inside a container (0: not known)
 }
 
 // gnuTime is GNU time (Debian package time). It forks the command it runs and reports the
@@ -151,6 +152,13 @@ func (s *Step) RunOutside(cmd *exec.Cmd) error {
 	}
 	return nil
 }
+
+// NoteInner records how long the tool itself ran inside a container, as opposed to the container's
+// start and removal.
+func (s *Step) NoteInner(d time.Duration) { s.inner = d }
+
+// Inner is what NoteInner recorded (0 when nothing was).
+func (s *Step) Inner() time.Duration { return s.inner }
 
 // Watch adds a cgroup directory (which may not exist yet) whose processes, and those of the
 // cgroups below it, are sampled with the step's: a container's, which its runtime makes.

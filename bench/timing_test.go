@@ -44,12 +44,16 @@ func TestContainerReport(t *testing.T) {
 	put := func(seconds float64, timings ...string) Measurement {
 		return Measurement{Wall: time.Duration(seconds * float64(time.Second)), PeakMB: 50, Timings: timings}
 	}
+	inner := func(m Measurement, seconds float64) Measurement {
+		m.Inner = time.Duration(seconds * float64(time.Second))
+		return m
+	}
 	rep := &Report{Ours: "ours", Reps: 1, Fan: 1, Container: Container{Info: "dockerd x", StartRuns: []time.Duration{time.Second / 2}, Start: time.Second / 2},
 		Tables: []Table{
 			{ID: "S1", Base: "debian", Rows: []Row{{Peer: "ours", Puts: []Measurement{put(10)}}, {Peer: "ours (in a container)", Of: "ours", Puts: []Measurement{put(11)}},
 				{Peer: "buildah CLI", Puts: []Measurement{put(12)}}}},
 			{ID: "S2", Base: "debian", Rows: []Row{{Peer: "ours", Puts: []Measurement{put(0.2, "built in 0.0s")}},
-				{Peer: "ours (in a container)", Of: "ours", Puts: []Measurement{put(0.7, "built in 0.0s", "pushed in 0.1s")}}}},
+				{Peer: "ours (in a container)", Of: "ours", Puts: []Measurement{inner(put(0.7, "built in 0.0s", "pushed in 0.1s"), 0.2)}}}},
 		}}
 	var b strings.Builder
 	if err := rep.Write(&b); err != nil {
@@ -57,7 +61,8 @@ func TestContainerReport(t *testing.T) {
 	}
 	text := b.String()
 	for _, want := range []string{
-		"| S1 | debian | **11.0 s, 50 MB** | 10.0 s, 50 MB | ×1.10 | buildah CLI: 12.0 s |",
+		"| S1 | debian | **11.0 s, 50 MB** | – | 10.0 s, 50 MB | ×1.10 | buildah CLI: 12.0 s |",
+		"- **S2**: 0.70 s in a container (out itself 0.20 s, docker run the other 0.50 s), 0.20 s on the host",
 		"| S1: in a container within 1.25× of the host | 11.0 s vs 10.0 s (×1.10) | yes |",
 		"| S2: in a container within 1.25× of the host | 0.7 s vs 0.2 s (×3.50) | **no** |",
 		"| S2: in a container under 0.3 s | 0.70 s | **no** |",
