@@ -150,22 +150,25 @@ func readString(path string) string {
 	return string(data)
 }
 
-// timeStart times `docker run` of `true` with the flags, mount and stdin of a put, three times:
-// what every in-container put spends starting and removing its container.
+// timeStart times `docker run` of `true` as a put runs out (runArgs: the same flags, a cgroup
+// parent of its own, a mount, the environment, stdin, busybox time), three times: what every
+// in-container put spends starting and removing its container.
 func (h *ContainerHost) timeStart(ctx context.Context) error {
-	empty, err := os.MkdirTemp(h.dir, "empty-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(empty)
-	for range 3 {
-		args := slices.Concat([]string{"run", "--rm", "--interactive"}, ContainerFlags,
-			[]string{"--volume", empty + ":" + containerWorkDir, h.Image, "true"})
+	for i := range 3 {
+		empty, err := os.MkdirTemp(h.dir, "empty-")
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("buildah-image-resource-bench-%d-empty-%d", os.Getpid(), i)
+		args := h.runArgs(name, name, empty, "true")
 		started := time.Now()
-		if _, err := resourceimage.Run(ctx, time.Minute, strings.NewReader("{}"), h.Docker, args...); err != nil {
+		_, err = resourceimage.Run(ctx, time.Minute, strings.NewReader("{}"), h.Docker[:1], args...)
+		h.StartRuns = append(h.StartRuns, time.Since(started))
+		removeCgroupEverywhere(name)
+		os.RemoveAll(empty)
+		if err != nil {
 			return fmt.Errorf("an empty container: %w", err)
 		}
-		h.StartRuns = append(h.StartRuns, time.Since(started))
 	}
 	return nil
 }
@@ -238,17 +241,8 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 	name := "buildah-image-resource-bench-" + filepath.Base(s.Dir)
 	cgroup := fmt.Sprintf("buildah-image-resource-bench-%d-%s", os.Getpid(), filepath.Base(s.Dir))
 	s.Watch(filepath.Join(c.Host.cgroupRoot, cgroup))
-	defer removeCgroupEverywhere(cgroup)
-	args := slices.Concat(c.Host.Docker[1:], []string{"run", "--rm", "--interactive", "--name", name, "--cgroup-parent", "/" + cgroup},
-		ContainerFlags, []string{"--volume", s.Dir + ":" + containerWorkDir})
-	for _, env := range ConcourseEnv {
-		args = append(args, "--env", env)
-	}
-	// The image's busybox time writes out's elapsed time and max RSS (kB, with its RUN steps') to
-	// the work dir: how much of the put is out's own, and the floor of the put's peak, as GNU
-	// time gives it on the host.
-	args = append(args, c.Host.Image, "/bin/busybox", "time", "-f", "%e\n%M", "-o", containerWorkDir+"/"+maxRSSFile,
-		"/opt/resource/out", containerWorkDir)
+	s.Defer(func() { removeCgroupEverywhere(cgroup) })
+	args := c.Host.runArgs(name, cgroup, s.Dir, "/opt/resource/out", containerWorkDir)
 	cmd := s.Outside(ctx, c.Host.Docker[0], args...)
 	var stdout bytes.Buffer
 	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
@@ -263,6 +257,21 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 		return err
 	}
 	return checkVersion(stdout.Bytes())
+}
+
+// runArgs are docker's arguments (after the docker command) for a put's container: named name, in
+// cgroup (a child of the root), workDir mounted at /tmp/build/put, Concourse's environment, and
+// command run under the image's busybox time, which writes its elapsed time and max RSS (kB, with
+// its children's) to maxRSSFile in the work dir: how much of the put is out's own, and the floor
+// of its peak, as GNU time gives it on the host.
+func (h *ContainerHost) runArgs(name, cgroup, workDir string, command ...string) []string {
+	args := slices.Concat(h.Docker[1:], []string{"run", "--rm", "--interactive", "--name", name, "--cgroup-parent", "/" + cgroup},
+		ContainerFlags, []string{"--volume", workDir + ":" + containerWorkDir})
+	for _, env := range ConcourseEnv {
+		args = append(args, "--env", env)
+	}
+	args = append(args, h.Image, "/bin/busybox", "time", "-f", "%e\n%M", "-o", containerWorkDir+"/"+maxRSSFile)
+	return append(args, command...)
 }
 
 // noteInner records the elapsed seconds busybox time wrote on the first line of file.

@@ -44,6 +44,7 @@ type Step struct {
 	timed     int                      // commands run under GNU time so far
 	watched   atomic.Pointer[[]string] // more cgroups sampled with the step's (a container's)
 	inner     time.Duration            // the tool's own elapsed time, inside a container (0: not known)
+	deferred  []func()                 // clean-ups Close runs first (not timed)
 }
 
 // gnuTime is GNU time (Debian package time). It forks the command it runs and reports the
@@ -153,6 +154,10 @@ func (s *Step) RunOutside(cmd *exec.Cmd) error {
 	return nil
 }
 
+// Defer makes Close run f, before anything else it does: clean-up that is not part of the put's
+// time (the step is timed until its peer's Put returns, and closed after).
+func (s *Step) Defer(f func()) { s.deferred = append(s.deferred, f) }
+
 // NoteInner records how long the tool itself ran inside a container, as opposed to the container's
 // start and removal.
 func (s *Step) NoteInner(d time.Duration) { s.inner = d }
@@ -234,6 +239,9 @@ func (s *Step) noteMaxRSSOver(file string, divisor int64) {
 // left mounted there).
 func (s *Step) Close() error {
 	var errs []error
+	for _, f := range s.deferred {
+		f()
+	}
 	for i := len(s.daemons) - 1; i >= 0; i-- {
 		if err := stopDaemon(s.daemons[i]); err != nil {
 			errs = append(errs, err)
