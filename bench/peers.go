@@ -77,6 +77,22 @@ func (o Ours) Check() error {
 }
 
 func (o Ours) Put(ctx context.Context, s *Step, job Job) error {
+	request, err := o.request(job)
+	if err != nil {
+		return err
+	}
+	cmd := s.Command(ctx, filepath.Join(o.Bin, "out"), s.Dir)
+	var stdout bytes.Buffer
+	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
+	cmd.Env = append(os.Environ(), ConcourseEnv...)
+	if err := s.RunCmd(cmd); err != nil {
+		return err
+	}
+	return checkVersion(stdout.Bytes())
+}
+
+// request is out's request for job: source and params as a pipeline would give them.
+func (o Ours) request(job Job) ([]byte, error) {
 	params := map[string]any{"build": "ctx"}
 	if o.UseGet {
 		params["load_base"] = "base"
@@ -97,25 +113,19 @@ func (o Ours) Put(ctx context.Context, s *Step, job Job) error {
 	if len(job.Platforms) > 0 {
 		params["platforms"] = job.Platforms
 	}
-	request, err := json.Marshal(map[string]any{
+	return json.Marshal(map[string]any{
 		"source": map[string]any{"repository": job.Repo, "tag": job.Tag, "insecure": true},
 		"params": params,
 	})
-	if err != nil {
-		return err
-	}
-	cmd := s.Command(ctx, filepath.Join(o.Bin, "out"), s.Dir)
-	var stdout bytes.Buffer
-	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
-	cmd.Env = append(os.Environ(), ConcourseEnv...)
-	if err := s.RunCmd(cmd); err != nil {
-		return err
-	}
+}
+
+// checkVersion checks that out's stdout is a response with a version.
+func checkVersion(stdout []byte) error {
 	var resp struct {
 		Version struct{ Digest string } `json:"version"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil || resp.Version.Digest == "" {
-		return fmt.Errorf("out printed no version (%v): %q", err, stdout.String())
+	if err := json.Unmarshal(stdout, &resp); err != nil || resp.Version.Digest == "" {
+		return fmt.Errorf("out printed no version (%v): %q", err, stdout)
 	}
 	return nil
 }

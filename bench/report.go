@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -21,14 +22,36 @@ type Report struct {
 	Skipped   [][2]string // peer, why it did not run
 	Tables    []Table
 	Ours      string // name of the row the ratios are relative to
+	Command   string // how the report was written, e.g. "bash bench/run -only S1,S2,S3 -reps 3"
+	Commit    string // the commit of the resource measured
+	Only      []string
+	Container Container // the host of ours in a container; zero when it did not run
+}
+
+// Container is what the report says about the Docker daemon that ran ours in a container.
+type Container struct {
+	Info      string          // daemon version, root storage driver, cgroups
+	Built     time.Duration   // building the resource image
+	StartRuns []time.Duration // `docker run ... true`
+	Start     time.Duration   // their median
 }
 
 // Write renders the report as Markdown.
 func (rep *Report) Write(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `bash bench/run%s` (see bench/README.md) on %s, in %s. Regenerate it rather than editing it.\n",
-		map[bool]string{true: " --smoke"}[rep.Mode == "smoke"], rep.Date.UTC().Format("2006-01-02 15:04 MST"), rep.Duration.Round(time.Second))
+	command := rep.Command
+	if command == "" {
+		command = "bash bench/run" + map[bool]string{true: " --smoke"}[rep.Mode == "smoke"]
+	}
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `%s` (see bench/README.md) on %s, in %s, at commit %s. Regenerate it rather than editing it.\n",
+		command, rep.Date.UTC().Format("2006-01-02 15:04 MST"), rep.Duration.Round(time.Second), orUnknown(rep.Commit))
+	if len(rep.Only) > 0 {
+		fmt.Fprintf(&b, "Scenarios: %s only (a partial run; the full run has %s).\n", strings.Join(rep.Only, ", "), strings.Join(Scenarios, ", "))
+	}
+	b.WriteString(rep.loadSentence())
 	fmt.Fprintf(&b, "Each figure is the median of %d puts (S4: of its %d puts), every put on a fresh worker. In each cell of another tool, `(×r)` is its figure divided by ours (%s): above 1, ours is lower (no ratio when ours is under 1 KB). **puts** counts the puts that succeeded; a failed put is listed under its table with the tool's error and left out of the medians.\n", rep.Reps, rep.Fan, rep.Ours)
+
+	writeSummary(&b, rep)
 
 	b.WriteString("\n## Machine\n\n| | |\n|---|---|\n")
 	for _, kv := range rep.Machine {
@@ -61,6 +84,7 @@ func (rep *Report) Write(w io.Writer) error {
 		writeTable(&b, t, rep.Ours)
 	}
 	writeTargets(&b, rep)
+	writeContainerTargets(&b, rep)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -109,6 +133,23 @@ const Methodology = `- **wall s**: from the start of the put (daemon start inclu
     ` + "`load_base`" + ` from the get and, in S1-S3 and S5, ` + "`cache: true`" + ` (` + "`cache_tag: latest`" + `). The
     binaries are built from the working tree at each run.
     **ours (FROM pulled)** (S4 only) has no ` + "`load_base`" + ` and pulls the base from the registry.
+  - **ours (in a container)**: the same put, as Concourse runs a resource: ` + "`docker run --rm -i`" + ` of the
+    resource image per put (built as pkg/imagetest builds it: check, in and out compiled on the
+    host with the root Dockerfile's static build line, on the busybox base, by
+    dockerfiles/Dockerfile.prebuilt), its root on Docker's overlay2 (a Concourse container's root
+    is overlayfs), the put's work directory bind-mounted at /tmp/build/put and given as argv[1],
+    the request on stdin, ` + "`--network host`" + ` (the registry is on 127.0.0.1), every capability but
+    CAP_SYS_RESOURCE, no seccomp or AppArmor profile (` + "`--privileged`" + ` fails on the bench machine).
+    The Docker daemon is the harness's own, started once per run (not counted). **wall s** runs
+    from ` + "`docker run`" + ` to its exit: container start and removal are in it (the Summary gives
+    ` + "`docker run ... true`" + ` alone). **peak RSS MB** is the PSS of the container's processes (out
+    and its RUN steps, sampled in the container's cgroup, made under the step's name with
+    ` + "`--cgroup-parent`" + `); the docker CLI, dockerd and containerd's shim are the worker's and are
+    not counted; the floor is out's max RSS (with its RUN steps'), from the image's busybox
+    ` + "`time`" + `, which out runs under and which also gives out's own elapsed time in the container
+    (the Summary's **of which out itself**) (Debian's busybox 1.35 writes 4 times ru_maxrss, taking
+    kB for pages: the harness measures that factor on the host's busybox, which the image holds,
+    against GNU time, and divides by it). The ` + "`(×r)`" + ` of this row is in-container ÷ host.
   - **docker-image-resource flow**: a fresh dockerd per put (empty --data-root), ` + "`docker load`" + ` of the
     get's docker archive and ` + "`docker tag`" + ` as its load_base does, ` + "`docker pull`" + ` of the cache image
     and ` + "`docker build --cache-from`" + ` (BuildKit mode, built with ` + "`BUILDKIT_INLINE_CACHE=1`" + `, without
@@ -256,7 +297,7 @@ func writeTargets(b *strings.Builder, rep *Report) {
 				continue
 			}
 			for _, r := range t.Rows {
-				if r.Peer == rep.Ours || len(r.Puts) == 0 {
+				if r.Peer == rep.Ours || r.Of != "" || len(r.Puts) == 0 {
 					continue
 				}
 				if w := Median(r.Puts).Wall.Seconds(); name == "" || w < best {
@@ -328,6 +369,208 @@ func writeTargets(b *strings.Builder, rep *Report) {
 		line("peak RSS under 150 MB (highest median of S1-S4)", fmt.Sprintf("%.0f MB", peak), peak < 150)
 	}
 }
+
+// orUnknown is s, or "unknown" when empty.
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// loadSentence says whether other work shared the machine: a 1-minute load average, at the start
+// or the end, of half the CPUs or more.
+func (rep *Report) loadSentence() string {
+	end := "?"
+	for _, kv := range rep.Machine {
+		if strings.HasPrefix(kv[0], "load average") {
+			_, end, _ = strings.Cut(kv[1], " → ")
+		}
+	}
+	busy := false
+	for _, load := range []string{rep.LoadStart, end} {
+		var one float64
+		if _, err := fmt.Sscan(load, &one); err == nil && one >= float64(runtime.NumCPU())/2 {
+			busy = true
+		}
+	}
+	if !busy {
+		return fmt.Sprintf("Load average (1, 5, 15 min) %s at the start, %s at the end (%d CPUs).\n", rep.LoadStart, end, runtime.NumCPU())
+	}
+	sentence := fmt.Sprintf("**The machine was busy with other work during the run** (load average %s at the start, %s at the end, on %d CPUs): "+
+		"every figure is slower, and noisier, than on an idle machine", rep.LoadStart, end, runtime.NumCPU())
+	if len(rep.Container.StartRuns) > 0 {
+		sentence += "; ours on the host and in a container ran in turns, under the same load"
+	}
+	return sentence + ".\n"
+}
+
+// pair is a scenario's ours on the host and in a container.
+type pair struct {
+	Table           Table
+	Host, Container *Row
+}
+
+// pairs finds, in each table, the host row of ours (the table's ours) and its in-container row.
+func (rep *Report) pairs() []pair {
+	var out []pair
+	for _, t := range rep.Tables {
+		ours := rep.Ours
+		if t.Ours != "" {
+			ours = t.Ours
+		}
+		p := pair{Table: t}
+		for i := range t.Rows {
+			switch r := &t.Rows[i]; {
+			case r.Peer == ours:
+				p.Host = r
+			case r.Of == ours:
+				p.Container = r
+			}
+		}
+		if p.Host != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// cellOf is a row's median wall time and peak memory, or why there is none.
+func cellOf(r *Row) string {
+	switch {
+	case r == nil:
+		return "not run"
+	case len(r.Puts) == 0:
+		return "failed"
+	}
+	m := Median(r.Puts)
+	return fmt.Sprintf("%.1f s, %.0f MB", m.Wall.Seconds(), m.PeakMB)
+}
+
+// wallRatio is a's median wall time divided by b's, or 0 when either has no put.
+func wallRatio(a, b *Row) float64 {
+	if a == nil || b == nil || len(a.Puts) == 0 || len(b.Puts) == 0 || Median(b.Puts).Wall <= 0 {
+		return 0
+	}
+	return Median(a.Puts).Wall.Seconds() / Median(b.Puts).Wall.Seconds()
+}
+
+// fastestOther is the fastest row of t that is not ours (on the host or in a container).
+func fastestOther(t Table, p pair) string {
+	name, best := "", 0.0
+	for _, r := range t.Rows {
+		if r.Peer == p.Host.Peer || r.Of != "" || len(r.Puts) == 0 || strings.HasPrefix(r.Peer, "ours") {
+			continue
+		}
+		if w := Median(r.Puts).Wall.Seconds(); name == "" || w < best {
+			name, best = r.Peer, w
+		}
+	}
+	if name == "" {
+		return "none ran"
+	}
+	return fmt.Sprintf("%s: %.1f s", name, best)
+}
+
+// writeSummary is the headline: per scenario, ours in a container (as Concourse runs it), next
+// to the same put on the host and the fastest other tool.
+func writeSummary(b *strings.Builder, rep *Report) {
+	b.WriteString("\n## Summary: ours in a container (the headline)\n\n")
+	c := rep.Container
+	if len(c.StartRuns) == 0 {
+		b.WriteString("Ours in a container did not run (see Tools that did not run): the figures below are ours on the host.\n\n")
+	} else {
+		var runs []string
+		for _, d := range c.StartRuns {
+			runs = append(runs, fmt.Sprintf("%.2f", d.Seconds()))
+		}
+		fmt.Fprintf(b, "Ours runs as Concourse runs it: `out` in the resource image, started by `docker run` for every put (%s). "+
+			"Starting and removing an empty container alone (`docker run -i` of `true`, same flags, mount and stdin) takes %.2f s (median of %s s): that is in every in-container figure. "+
+			"**of which out itself** is out's own elapsed time inside the container (busybox `time`, which out runs under).\n\n",
+			c.Info, c.Start.Seconds(), strings.Join(runs, ", "))
+	}
+	b.WriteString("| scenario | base | ours in a container: wall, peak RSS | of which out itself | ours on the host | in a container ÷ host | fastest other tool (on the host) |\n|---|---|---:|---:|---:|---:|---|\n")
+	for _, p := range rep.pairs() {
+		ratio, inner := "–", "–"
+		if r := wallRatio(p.Container, p.Host); r > 0 {
+			ratio = fmt.Sprintf("×%.2f", r)
+		}
+		if p.Container != nil && len(p.Container.Puts) > 0 && Median(p.Container.Puts).Inner > 0 {
+			inner = fmt.Sprintf("%.1f s", Median(p.Container.Puts).Inner.Seconds())
+		}
+		fmt.Fprintf(b, "| %s | %s | **%s** | %s | %s | %s | %s |\n", p.Table.ID, p.Table.Base, cellOf(p.Container), inner, cellOf(p.Host), ratio, fastestOther(p.Table, p))
+	}
+}
+
+// ContainerRatio and ContainerS2 are issue 15's targets: a put in a container within 1.25× of the
+// same put on the host, and S2 (no change) in a container under 0.3 s.
+const (
+	ContainerRatio = 1.25
+	ContainerS2    = 300 * time.Millisecond
+)
+
+// writeContainerTargets compares ours in a container with ours on the host (issue 15), on the
+// first base, and says where the time went in each scenario that misses a target.
+func writeContainerTargets(b *strings.Builder, rep *Report) {
+	if len(rep.Tables) == 0 || len(rep.Container.StartRuns) == 0 {
+		return
+	}
+	base := rep.Tables[0].Base
+	fmt.Fprintf(b, "\n## Targets for ours in a container (issue 15, on %s; reported, not asserted)\n\n| target | figure | met |\n|---|---|---|\n", base)
+	var missed []pair
+	for _, p := range rep.pairs() {
+		if p.Table.Base != base || p.Container == nil || len(p.Container.Puts) == 0 || len(p.Host.Puts) == 0 {
+			continue
+		}
+		in, host := Median(p.Container.Puts).Wall, Median(p.Host.Puts).Wall
+		r := wallRatio(p.Container, p.Host)
+		met := r <= ContainerRatio
+		fmt.Fprintf(b, "| %s: in a container within %.2f× of the host | %.1f s vs %.1f s (×%.2f) | %s |\n",
+			p.Table.ID, ContainerRatio, in.Seconds(), host.Seconds(), r, yesNo(met))
+		if p.Table.ID == "S2" {
+			fast := in < ContainerS2
+			fmt.Fprintf(b, "| S2: in a container under %.1f s | %.2f s | %s |\n", ContainerS2.Seconds(), in.Seconds(), yesNo(fast))
+			met = met && fast
+		}
+		if !met {
+			missed = append(missed, p)
+		}
+	}
+	writeWhereTimeGoes(b, rep, missed)
+}
+
+// writeWhereTimeGoes lists, for each scenario that missed a target, the timing lines of its
+// median put's own log, in a container and on the host.
+func writeWhereTimeGoes(b *strings.Builder, rep *Report, missed []pair) {
+	if len(missed) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### Where the time goes (the median put's own log)\n\n"+
+		"Starting and removing an empty container costs %.2f s of each in-container put (Summary). "+
+		"Out's own timed phases below (steps under 0.1 s left out); what they leave of out's own time is out starting, "+
+		"reading the request and the base, and talking to the registry before the build.\n", rep.Container.Start.Seconds())
+	for _, p := range missed {
+		in, host := MedianPut(p.Container.Puts), MedianPut(p.Host.Puts)
+		inner := ""
+		if in.Inner > 0 {
+			inner = fmt.Sprintf(" (out itself %.2f s, docker run the other %.2f s)", in.Inner.Seconds(), (in.Wall - in.Inner).Seconds())
+		}
+		fmt.Fprintf(b, "\n- **%s**: %.2f s in a container%s, %.2f s on the host; out's own timings:\n", p.Table.ID, in.Wall.Seconds(), inner, host.Wall.Seconds())
+		for _, side := range []struct {
+			name string
+			m    Measurement
+		}{{"in a container", in}, {"on the host", host}} {
+			lines := side.m.Timings
+			if len(lines) == 0 {
+				lines = []string{"(no timed line)"}
+			}
+			fmt.Fprintf(b, "  - %s: %s\n", side.name, strings.Join(lines, "; "))
+		}
+	}
+}
+
+// yesNo is "yes", or a bold "no".
+func yesNo(met bool) string { return map[bool]string{true: "yes", false: "**no**"}[met] }
 
 // FormatBytes writes n in B, KB, or MB (powers of 1000).
 func FormatBytes(n int64) string {

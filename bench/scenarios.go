@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -16,15 +17,27 @@ type Measurement struct {
 	Wall    time.Duration
 	PeakMB  float64
 	Traffic Traffic
-	Mirror  int64 // bytes RUN steps downloaded from the Debian mirror, through the counting proxy (S5)
-	Runs    int   // RUN steps executed
+	Mirror  int64         // bytes RUN steps downloaded from the Debian mirror, through the counting proxy (S5)
+	Runs    int           // RUN steps executed
+	Timings []string      // the put's own log lines that say where its time went (TimingLines)
+	Inner   time.Duration // in a container: out's own elapsed time inside it (0: not known)
 }
 
 // Row is one peer's puts in one scenario.
 type Row struct {
 	Peer   string
+	Of     string // for ours in a container: the row of the same put on the host
 	Puts   []Measurement
 	Errors []string // the puts that failed, and why
+}
+
+// newRow is an empty row of peer p.
+func newRow(p Peer) Row {
+	r := Row{Peer: p.Name()}
+	if c, ok := p.(interface{ HostPeer() string }); ok {
+		r.Of = c.HostPeer()
+	}
+	return r
 }
 
 // Table is one scenario on one base.
@@ -198,7 +211,9 @@ func (r *Runner) scenario(ctx context.Context, id, title string, base *Base, pee
 	t := Table{ID: id, Title: title, Base: base.Name, Note: note, Rows: make([]Row, len(peers))}
 	for rep := 1; rep <= r.Reps; rep++ {
 		for i, p := range peers {
-			t.Rows[i].Peer = p.Name()
+			if rep == 1 {
+				t.Rows[i] = newRow(p)
+			}
 			if ctx.Err() != nil {
 				return t
 			}
@@ -225,7 +240,7 @@ func (r *Runner) fanOut(ctx context.Context, base *Base, contexts string, repo f
 	t := Table{ID: "S4", Title: fmt.Sprintf("fan-out: %d small Dockerfiles on one base, each put a fresh worker", r.FanOut),
 		Base: base.Name, Note: "figures per put", Rows: make([]Row, len(r.FanPeers))}
 	for i, p := range r.FanPeers {
-		t.Rows[i].Peer = p.Name()
+		t.Rows[i] = newRow(p)
 		for n := 1; n <= r.FanOut && ctx.Err() == nil; n++ {
 			j := Job{Base: base, Repo: repo(p, fmt.Sprintf("svc-%d", n)), Tag: "latest"}
 			m, err := r.put(ctx, fmt.Sprintf("S4-%s-%s-%d", base.Name, slug(p.Name()), n), p, svc(n), j)
@@ -260,7 +275,7 @@ func (r *Runner) packages(ctx context.Context, base *Base, contexts string, repo
 			CacheRepo: repo(p, "pkg-cache"), BuildArgs: map[string]string{"http_proxy": r.Mirror.URL()}}
 	}
 	for i, p := range r.PkgPeers {
-		t.Rows[i].Peer = p.Name()
+		t.Rows[i] = newRow(p)
 		if _, err := r.put(ctx, fmt.Sprintf("S5-%s-%s-prime", base.Name, slug(p.Name())), p, pkg(0), job(p)); err != nil {
 			t.Rows[i].Errors = append(t.Rows[i].Errors, fmt.Sprintf("priming put: %v", err))
 		}
@@ -300,6 +315,8 @@ func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir strin
 	closeErr := s.Close()
 	m.PeakMB = s.PeakMB()
 	m.Runs = strings.Count(s.Log(), RunMarker)
+	m.Timings = TimingLines(s.Log())
+	m.Inner = s.Inner()
 
 	logFile := filepath.Join(r.LogDir, label+".log")
 	text := fmt.Sprintf("%s\n--- peak memory %.0f MB (sampled: %s; highest max RSS of a waited process %.0f MB)\n--- daemons\n%s",
@@ -323,6 +340,73 @@ func (r *Runner) put(ctx context.Context, label string, p Peer, contextDir strin
 	return m, nil
 }
 
+// timingLine matches a line of out's log that says how long something took: "loaded base ...
+// in 1.2s", "STEP 3/8: ... (0.4s)", "built in 2.0s", "pushed ... in 0.3s", and captures the time.
+var timingLine = regexp.MustCompile(`\bin ([0-9]+\.[0-9]s)\b|\(([0-9]+\.[0-9]s)\)$`)
+
+// stepLine is the start of a timed step line: "STEP 3/8: COPY".
+var stepLine = regexp.MustCompile(`^(STEP [0-9]+/[0-9]+: [A-Z]+)`)
+
+// TimingLines say, in short, where a put's time went, from out's own log: where the storage went,
+// and each timed phase (loading the base, preparing the cache, each step that took 0.1 s or more,
+// the build, the push).
+func TimingLines(log string) []string {
+	var lines []string
+	for line := range strings.Lines(log) {
+		line = strings.TrimSpace(line)
+		if where, ok := strings.CutPrefix(line, "storage: "); ok {
+			where, _, _ = strings.Cut(where, " (")
+			lines = append(lines, "storage: "+where)
+			continue
+		}
+		if short := shortTiming(line); short != "" {
+			lines = append(lines, short)
+		}
+	}
+	return lines
+}
+
+// shortTiming is a timed line of out's log in a few words ("STEP 5/8: COPY 0.4s", "pushed in
+// 0.1s"), or "" for a line that is not timed or a step shorter than 0.1 s.
+func shortTiming(line string) string {
+	if strings.HasPrefix(line, "$ ") || strings.HasPrefix(line, "bench: ") {
+		return ""
+	}
+	m := timingLine.FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	took := m[1] + m[2]
+	if step := stepLine.FindString(line); step != "" {
+		if took == "0.0s" {
+			return ""
+		}
+		return step + " " + took
+	}
+	for _, label := range []string{"loaded base", "cache: prepared", "built", "pushed", "cache mount"} {
+		if strings.HasPrefix(line, label) {
+			return strings.Replace(label, ":", "", 1) + " in " + took
+		}
+	}
+	words := strings.Fields(line)
+	return strings.Join(words[:min(3, len(words))], " ") + " … in " + took
+}
+
+// MedianPut is the put whose wall time is closest to the median's.
+func MedianPut(puts []Measurement) Measurement {
+	if len(puts) == 0 {
+		return Measurement{}
+	}
+	wall := Median(puts).Wall
+	best := puts[0]
+	for _, p := range puts[1:] {
+		if (p.Wall - wall).Abs() < (best.Wall - wall).Abs() {
+			best = p
+		}
+	}
+	return best
+}
+
 // Median of the puts' figures; each figure's median is taken on its own.
 func Median(puts []Measurement) Measurement {
 	var m Measurement
@@ -334,6 +418,7 @@ func Median(puts []Measurement) Measurement {
 	m.Traffic.Uploads = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Uploads) }))
 	m.Mirror = int64(median(puts, func(p Measurement) float64 { return float64(p.Mirror) }))
 	m.Runs = int(median(puts, func(p Measurement) float64 { return float64(p.Runs) }))
+	m.Inner = time.Duration(median(puts, func(p Measurement) float64 { return float64(p.Inner) }))
 	return m
 }
 

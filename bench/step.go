@@ -39,9 +39,12 @@ type Step struct {
 	stop      chan struct{}
 	sampled   chan struct{}
 	peakKB    atomic.Int64
-	peakWho   atomic.Pointer[string] // the processes at the peak
-	maxRSSKB  atomic.Int64           // highest max RSS of a command the step ran, from GNU time
-	timed     int                    // commands run under GNU time so far
+	peakWho   atomic.Pointer[string]   // the processes at the peak
+	maxRSSKB  atomic.Int64             // highest max RSS of a command the step ran, from GNU time
+	timed     int                      // commands run under GNU time so far
+	watched   atomic.Pointer[[]string] // more cgroups sampled with the step's (a container's)
+	inner     time.Duration            // the tool's own elapsed time, inside a container (0: not known)
+	deferred  []func()                 // clean-ups Close runs first (not timed)
 }
 
 // gnuTime is GNU time (Debian package time). It forks the command it runs and reports the
@@ -128,6 +131,50 @@ func (s *Step) underTime(cmd *exec.Cmd) string {
 	return file
 }
 
+// Outside returns a command that runs outside the step's cgroup, with its output in the step's
+// log: what drives the put from outside, as a Concourse worker drives a container (the docker
+// CLI), and whose memory is not the put's. Watch names the cgroup of what it starts.
+func (s *Step) Outside(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = &s.log, &s.log
+	cmd.Dir = s.Dir
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+// RunOutside runs cmd (made by Outside) to completion, logged as RunCmd logs; its max RSS is not
+// recorded (it is not the put's).
+func (s *Step) RunOutside(cmd *exec.Cmd) error {
+	line := strings.Join(cmd.Args, " ")
+	fmt.Fprintf(&s.log, "$ %s\n", line)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", line, err, tail(s.Log(), 40))
+	}
+	return nil
+}
+
+// Defer makes Close run f, before anything else it does: clean-up that is not part of the put's
+// time (the step is timed until its peer's Put returns, and closed after).
+func (s *Step) Defer(f func()) { s.deferred = append(s.deferred, f) }
+
+// NoteInner records how long the tool itself ran inside a container, as opposed to the container's
+// start and removal.
+func (s *Step) NoteInner(d time.Duration) { s.inner = d }
+
+// Inner is what NoteInner recorded (0 when nothing was).
+func (s *Step) Inner() time.Duration { return s.inner }
+
+// Watch adds a cgroup directory (which may not exist yet) whose processes, and those of the
+// cgroups below it, are sampled with the step's: a container's, which its runtime makes.
+func (s *Step) Watch(dir string) {
+	dirs := []string{dir}
+	if old := s.watched.Load(); old != nil {
+		dirs = append(dirs, *old...)
+	}
+	s.watched.Store(&dirs)
+}
+
 // Output runs a command and returns its standard output (not logged).
 func (s *Step) Output(ctx context.Context, name string, args ...string) (string, error) {
 	cmd := s.Command(ctx, name, args...)
@@ -169,7 +216,10 @@ func (s *Step) MaxRSSMB() float64 { return float64(s.maxRSSKB.Load()) * 1024 / 1
 
 // noteMaxRSS records the max RSS (kB) that GNU time wrote to file: its last line (a line
 // before it says how a failed command ended).
-func (s *Step) noteMaxRSS(file string) {
+func (s *Step) noteMaxRSS(file string) { s.noteMaxRSSOver(file, 1) }
+
+// noteMaxRSSOver is noteMaxRSS for a tool that writes divisor times the max RSS in kB.
+func (s *Step) noteMaxRSSOver(file string, divisor int64) {
 	if file == "" {
 		return
 	}
@@ -179,7 +229,7 @@ func (s *Step) noteMaxRSS(file string) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	kb, err := strconv.ParseInt(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
-	if err == nil && kb > s.maxRSSKB.Load() {
+	if kb /= max(divisor, 1); err == nil && kb > s.maxRSSKB.Load() {
 		s.maxRSSKB.Store(kb)
 	}
 }
@@ -189,6 +239,9 @@ func (s *Step) noteMaxRSS(file string) {
 // left mounted there).
 func (s *Step) Close() error {
 	var errs []error
+	for _, f := range s.deferred {
+		f()
+	}
 	for i := len(s.daemons) - 1; i >= 0; i-- {
 		if err := stopDaemon(s.daemons[i]); err != nil {
 			errs = append(errs, err)
@@ -235,7 +288,11 @@ func (s *Step) sample() {
 	ticker := time.NewTicker(SampleEvery)
 	defer ticker.Stop()
 	for {
-		if kb, who := cgroupPSS(s.cgroup); kb > s.peakKB.Load() {
+		dirs := []string{s.cgroup}
+		if watched := s.watched.Load(); watched != nil {
+			dirs = append(dirs, *watched...)
+		}
+		if kb, who := cgroupPSS(dirs...); kb > s.peakKB.Load() {
 			s.peakKB.Store(kb)
 			s.peakWho.Store(&who)
 		}
@@ -247,10 +304,22 @@ func (s *Step) sample() {
 	}
 }
 
-// cgroupPSS sums the PSS (kB) of every process in dir and the cgroups below it, and says
+// cgroupPSS sums the PSS (kB) of every process in dirs and the cgroups below them, and says
 // which processes hold it. A child the harness has cloned but that has not called exec yet
-// still shares the harness's memory: it is skipped.
-func cgroupPSS(dir string) (int64, string) {
+// still shares the harness's memory: it is skipped. A directory that does not exist counts 0.
+func cgroupPSS(dirs ...string) (int64, string) {
+	var total int64
+	var who []string
+	for _, dir := range dirs {
+		kb, procs := cgroupTreePSS(dir)
+		total, who = total+kb, append(who, procs...)
+	}
+	return total, strings.Join(who, ", ")
+}
+
+// cgroupTreePSS sums the PSS (kB) of every process in dir and the cgroups below it, and names
+// each process with its PSS.
+func cgroupTreePSS(dir string) (int64, []string) {
 	var total int64
 	var who []string
 	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
@@ -272,7 +341,7 @@ func cgroupPSS(dir string) (int64, string) {
 		}
 		return nil
 	})
-	return total, strings.Join(who, ", ")
+	return total, who
 }
 
 // selfExe is the harness's own executable.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagesmith/buildah-image-resource/pkg/imagetest/resourceimage"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -29,19 +30,13 @@ const (
 	// goImageRepo is GO_IMAGE's repository; its tag names the host's Go version and a hash of
 	// what else goes in, so that a cached image is never stale.
 	goImageRepo = "localhost/buildah-image-resource-test/golang"
-	// busyboxImageRepo is BASE_IMAGE's repository; its tag is the busybox layer's digest.
-	busyboxImageRepo = "localhost/buildah-image-resource-test/busybox"
 	// goImagePackages are what the Dockerfile's builder stage needs (it installs them from the
 	// network when missing; debootstrap puts them in).
 	goImagePackages = "gcc,libc6-dev,libseccomp-dev,pkg-config,ca-certificates,git,qemu-user-static"
 	// hostCABundle is copied into GO_IMAGE (the module proxy may be reached through a TLS proxy
-	// only the host trusts) and into the prebuilt image.
-	hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+	// only the host trusts), as resourceimage copies it into the prebuilt image.
+	hostCABundle = resourceimage.CABundle
 	imagePath    = "ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	// staticTags and staticLdflags are the root Dockerfile's build line for the binaries
-	// (TestPrebuiltFollowsTheDockerfile checks that it still says so).
-	staticTags    = "containers_image_openpgp exclude_graphdriver_btrfs seccomp netgo osusergo"
-	staticLdflags = `-s -w -linkmode external -extldflags "-static"`
 	// fullBuildEnv opts in to TestFullDockerfileBuild.
 	fullBuildEnv = "IMAGETEST_FULL_BUILD"
 )
@@ -49,8 +44,6 @@ const (
 // Every external step has a bound, so that a busy machine fails the step that is slow, with its
 // name, rather than the whole package at go test's timeout.
 const (
-	goBuildTimeout      = 15 * time.Minute // cold: ~3 minutes on 2 idle cores
-	prebuiltTimeout     = 5 * time.Minute  // docker build of Dockerfile.prebuilt: two COPYs
 	fullBuildTimeout    = 40 * time.Minute // the root Dockerfile: module download and a cold compile
 	debootstrapTimeout  = 20 * time.Minute
 	dockerCmdTimeout    = 5 * time.Minute // docker import, image ls/inspect/rm
@@ -79,27 +72,22 @@ func requireDocker(t *testing.T) {
 	startDocker(t)
 }
 
-// buildResourceImage returns the image the tests run: check, in and out compiled on the host with
-// the root Dockerfile's static build line, put on the busybox base by dockerfiles/Dockerfile.prebuilt
-// (the root Dockerfile's final stage). No compile happens in Docker: the Go build cache makes it
-// seconds when warm. TestFullDockerfileBuild builds the root Dockerfile itself.
+// buildResourceImage returns the image the tests run, built by resourceimage: check, in and out
+// compiled on the host with the root Dockerfile's static build line, put on the busybox base by
+// dockerfiles/Dockerfile.prebuilt (the root Dockerfile's final stage). No compile happens in
+// Docker: the Go build cache makes it seconds when warm. TestFullDockerfileBuild builds the root
+// Dockerfile itself.
 func buildResourceImage(t *testing.T) string {
 	t.Helper()
 	requireDocker(t)
+	testharness.RequireFile(t, testharness.BusyboxPath, "busybox-static")
 	start := time.Now()
-	ctxDir := staticBinaries(t)
-	data, err := os.ReadFile(hostCABundle)
-	if err != nil {
-		t.Fatalf("reading the host's CA bundle: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(ctxDir, "ca-certificates.crt"), data, 0o644); err != nil {
-		t.Fatalf("copying the CA bundle: %v", err)
-	}
-	dockerfile := filepath.Join(testharness.ModuleRoot(t), "dockerfiles", "Dockerfile.prebuilt")
-	base := busyboxImage(t)
 	tag := testImageTag(t, "test")
-	run(t, prebuiltTimeout, nil, "docker", "build", "--force-rm", "--tag", tag,
-		"--file", dockerfile, "--build-arg", "BASE_IMAGE="+base, ctxDir)
+	base, err := resourceimage.Build(context.Background(), resourceimage.Options{
+		ModuleRoot: testharness.ModuleRoot(t), Docker: []string{"docker"}, Tag: tag})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("built %s from the host's binaries in %s", tag, time.Since(start).Round(time.Second))
 	removeStaleImages(t, base)
 	return tag
@@ -113,28 +101,6 @@ func testImageTag(t *testing.T, kind string) string {
 	tag := fmt.Sprintf("%s:%s-%d", resourceRepo, kind, os.Getpid())
 	t.Cleanup(func() { bounded(dockerCmdTimeout, "docker", "image", "rm", tag) })
 	return tag
-}
-
-// staticBinaries compiles check, in and out as the root Dockerfile does (static, cgo) into a new
-// directory and returns it.
-func staticBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), goBuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", staticTags, "-ldflags", staticLdflags,
-		"-o", dir+"/", "./cmd/check", "./cmd/in", "./cmd/out")
-	cmd.Dir = testharness.ModuleRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("go build of the static binaries did not finish within %s (a busy machine, or a cold build cache)\n%s", goBuildTimeout, out)
-	}
-	if err != nil {
-		t.Fatalf("go build of the static binaries: %v\n%s", err, out)
-	}
-	return dir
 }
 
 // buildFullResourceImage builds the root Dockerfile on bases made here (debootstrap for GO_IMAGE),
@@ -169,7 +135,7 @@ func removeStaleImages(t *testing.T, bases ...string) {
 	t.Helper()
 	var baseIDs []string
 	for _, base := range bases {
-		baseIDs = append(baseIDs, imageID(base))
+		baseIDs = append(baseIDs, resourceimage.ImageID(context.Background(), []string{"docker"}, base))
 	}
 	builtOnBase := func(id string) bool { return slices.Contains(baseIDs, id) }
 	for _, id := range strings.Fields(run(t, dockerCmdTimeout, nil, "docker", "image", "ls", "--filter", "dangling=true", "--quiet", "--no-trunc")) {
@@ -178,15 +144,6 @@ func removeStaleImages(t *testing.T, bases ...string) {
 			bounded(dockerCmdTimeout, "docker", "image", "rm", id) // best effort: a container may still use it
 		}
 	}
-}
-
-// imageID returns the ID of image in Docker, or "" if there is none.
-func imageID(image string) string {
-	id, err := bounded(dockerCmdTimeout, "docker", "image", "inspect", "--format", "{{.Id}}", image)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(id))
 }
 
 // startDocker makes sure a Docker daemon answers. When none does, it starts dockerd, logging to a
@@ -276,7 +233,7 @@ func goImage(t *testing.T) string {
 	}
 	inputs := sha256.Sum256(append([]byte(goImagePackages+"\n"), caBundle...))
 	image := fmt.Sprintf("%s:%s-bookworm-%x", goImageRepo, strings.TrimPrefix(goEnv(t, "GOVERSION"), "go"), inputs[:4])
-	if imageID(image) != "" {
+	if resourceimage.ImageID(context.Background(), []string{"docker"}, image) != "" {
 		return image
 	}
 
@@ -352,28 +309,14 @@ func bookwormURI(sources string) string {
 	return ""
 }
 
-// busyboxImage returns BASE_IMAGE: testharness.BusyboxImage's layer (a static busybox, /etc/passwd
-// and /tmp), imported into Docker once.
+// busyboxImage returns BASE_IMAGE: resourceimage's busybox base, imported into Docker once.
 func busyboxImage(t *testing.T) string {
 	t.Helper()
-	layers, err := testharness.BusyboxImage(t).Layers()
+	testharness.RequireFile(t, testharness.BusyboxPath, "busybox-static")
+	image, err := resourceimage.BusyboxBase(context.Background(), []string{"docker"})
 	if err != nil {
-		t.Fatalf("reading the busybox image: %v", err)
+		t.Fatal(err)
 	}
-	digest, err := layers[0].Digest()
-	if err != nil {
-		t.Fatalf("digest of the busybox layer: %v", err)
-	}
-	image := busyboxImageRepo + ":" + digest.Hex[:12]
-	if imageID(image) != "" {
-		return image
-	}
-	rootfs, err := layers[0].Uncompressed()
-	if err != nil {
-		t.Fatalf("reading the busybox layer: %v", err)
-	}
-	defer rootfs.Close()
-	run(t, dockerCmdTimeout, rootfs, "docker", "import", "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", "-", image)
 	return image
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagetest/resourceimage"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -23,7 +24,7 @@ func TestPrebuiltFollowsTheDockerfile(t *testing.T) {
 		return string(data)
 	}
 	full, prebuilt := read("Dockerfile"), read("dockerfiles/Dockerfile.prebuilt")
-	for _, want := range []string{"-tags '" + staticTags + "'", "-ldflags '" + staticLdflags + "'", "./cmd/check ./cmd/in ./cmd/out",
+	for _, want := range []string{"-tags '" + resourceimage.StaticTags + "'", "-ldflags '" + resourceimage.StaticLdflags + "'", "./cmd/check ./cmd/in ./cmd/out",
 		"COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt",
 		"COPY --from=builder /opt/resource/ /opt/resource/", "ARG BASE_IMAGE=debian:bookworm-slim"} {
 		if !strings.Contains(full, want) {

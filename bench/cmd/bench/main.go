@@ -40,6 +40,9 @@ func main() {
 	shape := flag.Bool("shape", false, "put the registry behind a shaped link (issue 19; -shape-delay, -shape-rate)")
 	shapeDelay := flag.Duration("shape-delay", bench.DefaultShapeDelay, "with -shape: delay added to every registry request")
 	shapeRate := flag.Float64("shape-rate", bench.DefaultShapeRate/1e6, "with -shape: MB/s of every registry stream")
+	inContainer := flag.Bool("in-container", true, "also run ours in the resource image with docker run (a dockerd of the harness's own)")
+	moduleRoot := flag.String("module-root", ".", "this repository, whose sources the resource image is built from")
+	command := flag.String("command", "", "how the run was started, for the report (bench/run gives it)")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "bench: -bin is required")
@@ -47,7 +50,7 @@ func main() {
 	}
 	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
 		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full", packages: *packages,
-		peers: strings.Split(*tools, ",")}
+		peers: strings.Split(*tools, ","), inContainer: *inContainer, moduleRoot: *moduleRoot, command: *command}
 	if *only != "" {
 		cfg.only = strings.Split(*only, ",")
 		if err := checkScenarios(cfg.only); err != nil {
@@ -71,9 +74,11 @@ func main() {
 
 type config struct {
 	bin, buildkit, rootfs, out, oursVersion, mode, packages string
+	moduleRoot, command                                     string
 	bases, only, peers                                      []string
 	reps, fan, blobMB                                       int
 	link                                                    bench.Shape // the registry's link (-shape); zero: loopback
+	inContainer                                             bool
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -117,11 +122,18 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	host, why := startContainerHost(ctx, cfg, filepath.Join(work, "container-host"))
+	if host != nil {
+		defer host.Close()
+	} else if why != "" {
+		skipped = append(skipped, [2]string{bench.InContainer{Ours: ours}.Name(), why})
+	}
+	oursCM := bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}
 	runner := &bench.Runner{Registry: reg, Mirror: mirror, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps,
 		FanOut: cfg.fan, BlobMB: cfg.blobMB, Packages: cfg.packages, Only: cfg.only, Progress: os.Stderr,
-		Peers:    append([]bench.Peer{ours}, peers...),
-		FanPeers: append(append([]bench.Peer{ours}, peers...), bench.Ours{Bin: cfg.bin}),
-		PkgPeers: []bench.Peer{bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}, ours}}
+		Peers:    slices.Concat(withContainer(ours, host), peers),
+		FanPeers: slices.Concat(withContainer(ours, host), peers, []bench.Peer{bench.Ours{Bin: cfg.bin}}),
+		PkgPeers: slices.Concat(withContainer(oursCM, host), []bench.Peer{ours})}
 	runner.PlatformPeers = []bench.Peer{ours}
 	for _, p := range peers {
 		if _, ok := p.(bench.BuildKit); ok {
@@ -135,7 +147,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	report := &bench.Report{Date: started, Mode: cfg.mode, Reps: cfg.reps, Fan: cfg.fan, BlobMB: cfg.blobMB, Skipped: skipped,
-		Ours: ours.Name(), LoadStart: loadAverage()}
+		Ours: ours.Name(), LoadStart: loadAverage(), Command: cfg.command, Commit: cfg.oursVersion, Only: cfg.only}
+	if host != nil {
+		report.Container = bench.Container{Info: fmt.Sprintf("%s; the image built in %s", host.Info, host.Built.Round(time.Second)),
+			Built: host.Built, StartRuns: host.StartRuns, Start: host.StartMedian()}
+	}
 	for _, name := range cfg.bases {
 		img, description, tag, err := baseImage(name, cfg.rootfs)
 		if err != nil {
@@ -177,6 +193,35 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s in %s\n", cfg.out, report.Duration.Round(time.Second))
 	return nil
+}
+
+// startContainerHost starts the Docker daemon and builds the image of ours in a container, unless
+// -in-container=false. When it cannot, it says why (the report lists it; the run goes on).
+func startContainerHost(ctx context.Context, cfg config, dir string) (*bench.ContainerHost, string) {
+	if !cfg.inContainer {
+		return nil, ""
+	}
+	root, err := filepath.Abs(cfg.moduleRoot)
+	if err != nil {
+		return nil, err.Error()
+	}
+	started := time.Now()
+	host, err := bench.StartContainerHost(ctx, dir, root)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: skipping ours in a container: %v\n", err)
+		return nil, firstLine(err.Error())
+	}
+	fmt.Fprintf(os.Stderr, "bench: container host ready in %s (%s; empty container %s)\n",
+		time.Since(started).Round(time.Second), host.Info, host.StartMedian().Round(time.Millisecond))
+	return host, ""
+}
+
+// withContainer is p, followed by p in a container when there is a container host.
+func withContainer(p bench.Ours, host *bench.ContainerHost) []bench.Peer {
+	if host == nil {
+		return []bench.Peer{p}
+	}
+	return []bench.Peer{p, bench.InContainer{Ours: p, Host: host}}
 }
 
 // unpackTime is how long tar takes to unpack rootfs in a new directory under dir, after
