@@ -1,5 +1,8 @@
-// Package resource implements the three commands of the Concourse resource, check, in and out,
-// one file each, reading top to bottom: decode the request, talk to the registry, write files.
+// Package resource implements the three commands of the Concourse resource: check.go, in.go and
+// out.go each read top to bottom (decode the request, ask the registry, write files or push).
+// The put's build is spread over build.go (options, bases, secrets), cache.go (cache sources and
+// keys), cachemounts.go (RUN --mount=type=cache), platforms.go (multi-platform puts); run.go is
+// the process around a command: stdin, stdout, the redacted log.
 package resource
 
 import (
