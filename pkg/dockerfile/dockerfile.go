@@ -42,20 +42,12 @@ type Ref struct {
 // buildArgs (a --from using a stage-local ARG expands to "" and is ignored).
 // Errors name the Dockerfile line.
 func ExternalImages(dockerfile []byte, buildArgs map[string]string, target string) ([]Ref, error) {
-	stages, err := parseStages(dockerfile, buildArgs)
+	stages, err := targetStages(dockerfile, buildArgs, nil, target)
 	if err != nil {
 		return nil, err
 	}
-	last, err := targetStage(stages, target)
-	if err != nil {
-		return nil, err
-	}
-	needed := neededStages(stages, last)
 	var refs []Ref
-	for i, st := range stages[:last+1] {
-		if !needed[i] {
-			continue
-		}
+	for _, st := range stages {
 		for _, u := range st.uses {
 			if u.stage >= 0 || isScratch(u.value) {
 				continue
@@ -357,12 +349,11 @@ func PlatformArgs(target, build string) map[string]string {
 	return args
 }
 
-// CrossStageImages returns, by platform, the external images that FROM lines with a --platform
-// flag other than the build's target platform read, for the stages target needs: a build for one
-// platform needs those images of another (e.g. FROM --platform=$BUILDPLATFORM golang AS build).
-// platformArgs (see PlatformArgs) and then buildArgs expand the flags and images.
-func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (map[string][]Ref, error) {
-	args := maps.Clone(platformArgs)
+// targetStages are the stages building target needs, in order; platformArgs (see PlatformArgs)
+// and then buildArgs expand the FROM lines and their --platform flags.
+func targetStages(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) ([]stage, error) {
+	args := map[string]string{}
+	maps.Copy(args, platformArgs)
 	maps.Copy(args, buildArgs)
 	stages, err := parseStages(dockerfile, args)
 	if err != nil {
@@ -373,10 +364,28 @@ func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]stri
 		return nil, err
 	}
 	needed := neededStages(stages, last)
-	out := map[string][]Ref{}
+	var out []stage
 	for i, st := range stages[:last+1] {
+		if needed[i] {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// CrossStageImages returns, by platform, the external images that FROM lines with a --platform
+// flag other than the build's target platform read, for the stages target needs: a build for one
+// platform needs those images of another (e.g. FROM --platform=$BUILDPLATFORM golang AS build).
+// platformArgs (see PlatformArgs) and then buildArgs expand the flags and images.
+func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (map[string][]Ref, error) {
+	stages, err := targetStages(dockerfile, buildArgs, platformArgs, target)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Ref{}
+	for _, st := range stages {
 		from := st.uses[0]
-		if !needed[i] || st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"] || from.stage >= 0 || isScratch(from.value) {
+		if st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"] || from.stage >= 0 || isScratch(from.value) {
 			continue
 		}
 		normalized, err := Normalize(from.value)
@@ -392,19 +401,12 @@ func CrossStageImages(dockerfile []byte, buildArgs, platformArgs map[string]stri
 // --platform flag, or one naming it), has a RUN instruction: only then must the machine run the
 // target platform's programs. platformArgs (see PlatformArgs) and then buildArgs expand the flags.
 func RunsOnTarget(dockerfile []byte, buildArgs, platformArgs map[string]string, target string) (bool, error) {
-	args := maps.Clone(platformArgs)
-	maps.Copy(args, buildArgs)
-	stages, err := parseStages(dockerfile, args)
+	stages, err := targetStages(dockerfile, buildArgs, platformArgs, target)
 	if err != nil {
 		return false, err
 	}
-	last, err := targetStage(stages, target)
-	if err != nil {
-		return false, err
-	}
-	needed := neededStages(stages, last)
-	for i, st := range stages[:last+1] {
-		if needed[i] && st.runs && (st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"]) {
+	for _, st := range stages {
+		if st.runs && (st.platform == "" || st.platform == platformArgs["TARGETPLATFORM"]) {
 			return true, nil
 		}
 	}

@@ -78,11 +78,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 
 	start := time.Now()
 	env.Log.Infof("pushing %s:%s", client.Name(), strings.Join(tagList, ", "))
-	meter := progress.NewMeter(env.Log, "uploaded", 0)
-	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
-	go func() { meter.Updates(updates); close(consumed) }()
-	digest, err := client.Push(img, tagList, updates)
-	<-consumed // Push closes updates: the meter's last line comes before any error's
+	digest, err := push(client, img, tagList, env)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +148,17 @@ func taggableSize(t remote.Taggable) (int64, error) {
 	return total, nil
 }
 
+// push pushes t and its tags, logging the upload's progress; the meter's last line comes before
+// any error's (Push closes the updates channel on every path).
+func push(client *registry.Client, t remote.Taggable, tags []string, env Env) (v1.Hash, error) {
+	meter := progress.NewMeter(env.Log, "uploaded", 0)
+	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
+	go func() { meter.Updates(updates); close(consumed) }()
+	digest, err := client.Push(t, tags, updates)
+	<-consumed
+	return digest, err
+}
+
 // outIndex builds every platform of params.platforms and pushes their index: the images by
 // digest first, the index by digest next, the tags last. The version is the index's digest.
 func outIndex(ctx context.Context, dir string, req api.OutRequest, env Env, client *registry.Client, tagList []string) (any, error) {
@@ -162,11 +169,7 @@ func outIndex(ctx context.Context, dir string, req api.OutRequest, env Env, clie
 	defer built.close()
 	start := time.Now()
 	env.Log.Infof("pushing %s:%s (%s)", client.Name(), strings.Join(tagList, ", "), platformCount(len(built.images)))
-	meter := progress.NewMeter(env.Log, "uploaded", 0)
-	updates, consumed := make(chan v1.Update, 16), make(chan struct{})
-	go func() { meter.Updates(updates); close(consumed) }()
-	digest, err := client.Push(built.index, tagList, updates)
-	<-consumed // Push closes updates: the meter's last line comes before any error's
+	digest, err := push(client, built.index, tagList, env)
 	if err != nil {
 		return nil, err
 	}
