@@ -60,6 +60,9 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if target != nil {
 		opts.Platform = target.String()
 	}
+	if opts.Model, err = dockerfile.Parse(dockerfileText, dockerfile.Args{BuildArgs: opts.BuildArgs, Target: opts.Target, Platform: opts.Platform}); err != nil {
+		return nil, fmt.Errorf("params.dockerfile: %w", err)
+	}
 	if err := checkParamDirs(dir, p); err != nil {
 		return nil, err
 	}
@@ -74,20 +77,20 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 			out.close()
 		}
 	}()
-	if opts.Bases, err = mapBases(dockerfileText, opts.BuildArgs, p, bases, env); err != nil {
+	if opts.Bases, err = mapBases(opts.Model, p, bases, env); err != nil {
 		return nil, err
 	}
 	for _, base := range bases {
 		maps.Copy(out.mountSources, layerSources(base))
 	}
 	if target != nil {
-		if opts.StageBases, opts.StagePulls, err = stageBases(dir, p, dockerfileText, opts.BuildArgs, *target, out, env); err != nil {
+		if opts.StageBases, opts.StagePulls, err = stageBases(dir, p, opts.Model, out, env); err != nil {
 			return nil, err
 		}
 	}
 
 	start := time.Now()
-	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfile: dockerfileText, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env, platform: platformOf(target)})
+	cached := planCache(ctx, cacheInput{dir: dir, tag: tag, dockerfilePath: opts.Dockerfile, opts: opts, req: req, env: env, platform: platformOf(target)})
 	out.onClose(cached.close)
 	if cached.allHit() {
 		img, mounts, err := cached.reuse()
@@ -116,11 +119,11 @@ func buildImage(ctx context.Context, dir string, req api.OutRequest, env Env, ta
 	if opts.Secrets, err = writeSecrets(dir, workDir, p.Secrets, env); err != nil {
 		return nil, err
 	}
-	mounts, err := restoreCacheMounts(ctx, dir, req, dockerfileText, opts.TempDir, mountTagSuffix(target), env)
+	mounts, err := restoreCacheMounts(ctx, dir, req, opts.Model, opts.TempDir, mountTagSuffix(target), env)
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureEmulation(target, dockerfileText, opts, env); err != nil {
+	if err := ensureEmulation(target, opts.Model, env); err != nil {
 		return nil, err
 	}
 	result, err := build.Build(ctx, opts)
@@ -375,16 +378,12 @@ func checkParamDirs(dir string, p api.OutParams) error {
 
 // mapBases finds which FROMs each base serves, warns about near misses and, offline, refuses any
 // FROM no base covers.
-func mapBases(dockerfileText []byte, buildArgs map[string]string, p api.OutParams, archives []*imagefile.Archive, env Env) ([]build.Base, error) {
-	refs, err := dockerfile.ExternalImages(dockerfileText, buildArgs, p.TargetStage())
-	if err != nil {
-		return nil, fmt.Errorf("params.dockerfile: %w", err)
-	}
+func mapBases(model *dockerfile.Model, p api.OutParams, archives []*imagefile.Archive, env Env) ([]build.Base, error) {
 	described := make([]dockerfile.Base, len(archives))
 	for i, a := range archives {
 		described[i] = dockerfile.Base{Name: a.Name, Digest: a.RegistryDigest()}
 	}
-	mapping := dockerfile.MapBases(refs, described)
+	mapping := dockerfile.MapBases(model.Images(), described)
 	for _, w := range mapping.Warnings {
 		env.Log.Warn(w)
 	}

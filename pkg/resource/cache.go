@@ -14,7 +14,6 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/build"
 	"github.com/imagesmith/buildah-image-resource/pkg/cache"
 	"github.com/imagesmith/buildah-image-resource/pkg/cachekey"
-	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 	"github.com/imagesmith/buildah-image-resource/pkg/volume"
@@ -33,7 +32,6 @@ type buildCache struct {
 // cacheInput is what planCache needs of the build.
 type cacheInput struct {
 	dir, tag       string
-	dockerfile     []byte
 	dockerfilePath string
 	opts           build.Options // the build's options (no work dir yet)
 	req            api.OutRequest
@@ -47,15 +45,14 @@ type cacheInput struct {
 func planCache(ctx context.Context, in cacheInput) *buildCache {
 	c := &buildCache{}
 	p := in.req.Params
-	labels, err := build.Labels(in.dockerfile, in.opts)
+	labels, err := build.Labels(in.opts)
 	if err != nil {
 		in.env.Log.Warnf("cache: %v; building without cache keys", err)
 		return c
 	}
 	c.labels = labels
 	c.plan, err = cachekey.NewPlan(cachekey.Input{
-		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
-		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: keyPlatform(in.platform),
+		Model: in.opts.Model, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
 		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
 		Images: identities(ctx, in),
 	})
@@ -234,12 +231,8 @@ func lookup(ctx context.Context, ref string, platform v1.Platform, env Env) (*ca
 // from their registry (manifest and config only). One that cannot be read is left out: steps
 // reading it never hit.
 func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
-	refs, err := dockerfile.ExternalImages(in.dockerfile, in.opts.BuildArgs, in.opts.Target)
-	if err != nil {
-		return nil
-	}
 	out := map[string]cachekey.Image{}
-	for _, ref := range refs {
+	for _, ref := range in.opts.Model.Images() {
 		if _, done := out[ref.Normalized]; done {
 			continue
 		}
@@ -335,14 +328,6 @@ func manifestFormat(p api.OutParams) string {
 		return "oci"
 	}
 	return p.ManifestFormat
-}
-
-// keyPlatform is the platform in the cache keys: os/arch, and the variant when there is one.
-func keyPlatform(p v1.Platform) string {
-	if p.Variant != "" {
-		return p.OS + "/" + p.Architecture + "/" + p.Variant
-	}
-	return p.OS + "/" + p.Architecture
 }
 
 // platformOf is target as go-containerregistry names it; the running platform when nil.

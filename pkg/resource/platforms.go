@@ -176,16 +176,12 @@ func mountTagSuffix(target *api.Platform) string {
 // ensureEmulation makes RUN steps of target's architecture runnable here (QEMU through
 // binfmt_misc), logging one line; nothing for a single-platform build, nor when no RUN step runs
 // on target (every RUN is in stages built FROM --platform=$BUILDPLATFORM).
-func ensureEmulation(target *api.Platform, dockerfileText []byte, opts build.Options, env Env) error {
+func ensureEmulation(target *api.Platform, model *dockerfile.Model, env Env) error {
 	if target == nil {
 		return nil
 	}
 	if !emulation.Native(runtime.GOARCH, target.Architecture) {
-		runs, err := dockerfile.RunsOnTarget(dockerfileText, opts.BuildArgs, dockerfile.PlatformArgs(target.String(), api.RunningPlatform().String()), opts.Target)
-		if err != nil {
-			return fmt.Errorf("params.dockerfile: %w", err)
-		}
-		if !runs {
+		if !model.RunsOnTarget() {
 			env.Log.Infof("emulation: not needed for %s: no RUN step runs on it", target)
 			return nil
 		}
@@ -205,11 +201,8 @@ func ensureEmulation(target *api.Platform, dockerfileText []byte, opts build.Opt
 // (FROM --platform=$BUILDPLATFORM ...): for each such platform, the load_base(s) images of that
 // platform the stages name, and the stage images (normalized) no base holds for their platform,
 // which the build pulls. Offline, such an image is an error.
-func stageBases(dir string, p api.OutParams, dockerfileText []byte, buildArgs map[string]string, target api.Platform, out *builtImage, env Env) ([]build.Base, []string, error) {
-	cross, err := dockerfile.CrossStageImages(dockerfileText, buildArgs, dockerfile.PlatformArgs(target.String(), api.RunningPlatform().String()), p.TargetStage())
-	if err != nil {
-		return nil, nil, fmt.Errorf("params.dockerfile: %w", err)
-	}
+func stageBases(dir string, p api.OutParams, model *dockerfile.Model, out *builtImage, env Env) ([]build.Base, []string, error) {
+	cross := model.CrossStageImages()
 	var bases []build.Base
 	var pulls []string
 	for _, platform := range slices.Sorted(maps.Keys(cross)) {
