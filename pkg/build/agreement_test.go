@@ -349,4 +349,3 @@ func withOnBuild(t *testing.T, img v1.Image, triggers ...string) v1.Image {
 	}
 	return out
 }
-
