@@ -7,7 +7,7 @@
 // the storage before the build (no registry contact for them), and the built
 // image reuses their original compressed layers, as it does those of the
 // images the build pulls, so a push uploads only the new layers. An earlier
-// image of the same build can serve as cache on a fresh storage (Cache): the
+// image of the same build can serve as cache on a fresh storage (CacheImage): the
 // steps it has are not run and keep its layers.
 //
 // A binary using this package must call Reexec first thing in main.
@@ -62,9 +62,9 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
-	// Cache, when set, is an earlier image of this build whose leading steps of the final stage
-	// are reused (see Cache).
-	Cache *Cache
+	// CacheImage, when set, is an earlier image of this build whose leading steps of the final stage
+	// are reused (see CacheImage).
+	CacheImage *CacheImage
 	// CacheRepo is a repository for per-step cache images (buildah's cache-to), read too
 	// (cache-from) when CacheRepoRead is set. CacheTTL ignores older ones.
 	CacheRepo     string
@@ -152,7 +152,7 @@ type Result struct {
 	// Labels are the labels laid over the config (Options.Labels and the base's name and
 	// digest); ReplacedLabels the values they replaced.
 	Labels, ReplacedLabels map[string]string
-	// CacheBytesRead counts the bytes of layers read from Options.Cache.
+	// CacheBytesRead counts the bytes of layers read from Options.CacheImage.
 	CacheBytesRead int64
 
 	dir         string // everything Build made, under Options.WorkDir
@@ -192,11 +192,11 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if r.BaseDigests, err = loadBases(ctx, r.store, env, opts); err != nil {
 		return nil, err
 	}
-	if opts.Cache != nil {
-		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.Cache, opts.Log)
+	if opts.CacheImage != nil {
+		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.CacheImage, opts.Log)
 		if err != nil {
 			opts.Log.Warnf("cache: %v; building without it", err)
-			opts.Cache = nil // nor are its layers reused
+			opts.CacheImage = nil // nor are its layers reused
 		}
 	}
 	steps := newStepLog(opts.Stderr)

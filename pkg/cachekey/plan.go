@@ -1,13 +1,14 @@
-// Package cachekey computes, without building, a cache key for every instruction of a
-// Dockerfile, and explains why an earlier build's keys differ.
+// Package cachekey computes, without building, a cache key for every instruction of the stages a
+// Dockerfile's model (pkg/dockerfile) says a build runs, and explains why an earlier build's keys
+// differ.
 //
 // A key is the hash of its parent's key, the instruction after ARG and ENV expansion, the build
 // args it uses (a RUN uses every build arg in scope, as it sees them in its environment; any
 // other instruction the ones it names), the content of the context files a COPY or ADD reads,
 // and the keys of the stages or the identity of the images it reads from. A stage's first key
 // (its FROM) derives from the base image's identity, the platform and the manifest format. The
-// instructions are evaluated with imagebuilder, the evaluator buildah itself uses, so ONBUILD
-// triggers, ARG scoping and expansion are the same as in the build.
+// instructions are evaluated with the model's imagebuilder stages, set up as buildah sets up its
+// own, so the stages, ONBUILD triggers, ARG scoping and expansion are the same as in the build.
 //
 // The package is pure logic: images are identified by the caller.
 package cachekey

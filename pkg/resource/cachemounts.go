@@ -9,7 +9,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/cachemount"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
@@ -37,8 +36,8 @@ type cacheMounts struct {
 // restoreCacheMounts fills the cache mounts the params keep into tmpDir, buildah's TMPDIR for the
 // build; tagSuffix follows each mount's tag in cache_repo. A mount with nothing saved starts empty; a failure to restore is a warning. no_cache does
 // not drop them: as BuildKit's --no-cache, it reruns every step, and the reruns keep their caches.
-func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, model *dockerfile.Model, tmpDir, tagSuffix string, env Env) (*cacheMounts, error) {
-	p := req.Params
+func restoreCacheMounts(ctx context.Context, put *put, model *dockerfile.Model, tmpDir, tagSuffix string) (*cacheMounts, error) {
+	p, env := put.params, put.env
 	if p.CacheMounts == nil {
 		return nil, nil
 	}
@@ -57,7 +56,7 @@ func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, mod
 			return nil, fmt.Errorf("params.cache_repo: %w", err)
 		}
 	}
-	fromGets := c.openGets(dir, p.CacheMountsFrom)
+	fromGets := c.openGets(put.dir, p.CacheMountsFrom)
 	for _, m := range c.mounts {
 		start := time.Now()
 		img, from := fromGets[m.ID], "a get"

@@ -18,8 +18,8 @@ func TestNoCacheKeepsCacheMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := api.OutRequest{Params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}}
-	mounts, err := restoreCacheMounts(context.Background(), t.TempDir(), req, model, t.TempDir(), "", Env{Log: NewLogger(&log)})
+	p := &put{dir: t.TempDir(), params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}, env: Env{Log: NewLogger(&log)}}
+	mounts, err := restoreCacheMounts(context.Background(), p, model, t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
