@@ -357,3 +357,42 @@ func TestCrossStageImages(t *testing.T) {
 		}
 	}
 }
+
+// TestPlatformArgs: the platform ARGs expand FROM lines as buildah expands them: TARGET* name the
+// platform built for (a TARGETPLATFORM build arg does not change it), BUILD* the running one.
+func TestPlatformArgs(t *testing.T) {
+	running := runtime.GOOS + "/" + runtime.GOARCH
+	m, err := Parse([]byte("FROM registry.example.com/${TARGETARCH}${TARGETVARIANT}:${BUILDARCH}\n"),
+		Args{Platform: "linux/arm/v7", BuildArgs: map[string]string{"TARGETPLATFORM": "linux/s390x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "registry.example.com/armv7:" + runtime.GOARCH
+	if got := m.Images(); len(got) != 1 || got[0].Original != want || m.Platform != "linux/arm/v7" {
+		t.Errorf("images %+v, platform %s; want %s, linux/arm/v7", got, m.Platform, want)
+	}
+	if m, err = Parse([]byte("FROM busybox\n"), Args{}); err != nil || m.Platform != running {
+		t.Errorf("platform %v, %v; want %s", m.Platform, err, running)
+	}
+}
+
+// TestEvaluateStartsAfresh: each evaluation gets stages of its own, so reading the model (as Parse
+// does) and computing keys from it (as pkg/cachekey does) see the same Dockerfile.
+func TestEvaluateStartsAfresh(t *testing.T) {
+	m, err := Parse([]byte("ARG A=1\nFROM busybox AS b\nRUN true\nFROM b\nCOPY x /\n"), Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		stages, err := m.Evaluate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stages) != 2 || len(stages[0].Node.Children) != 2 || stages[1].Name != "1" {
+			t.Fatalf("stages %+v", stages)
+		}
+		if _, err := stages[0].Builder.From(stages[0].Node); err != nil { // changes its node
+			t.Fatal(err)
+		}
+	}
+}
