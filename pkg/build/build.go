@@ -62,8 +62,8 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
-	// CacheImage, when set, is an earlier image of this build whose leading steps of the final stage
-	// are reused (see CacheImage).
+	// CacheImage, when set, is an earlier image of this build whose leading steps of the final
+	// stage are reused (see CacheImage).
 	CacheImage *CacheImage
 	// CacheRepo is a repository for per-step cache images (buildah's cache-to), read too
 	// (cache-from) when CacheRepoRead is set. CacheTTL ignores older ones.
