@@ -217,11 +217,33 @@ func TestModelAgreesWithBuildah(t *testing.T) {
 }
 
 // TestModelRefusesWhatBuildahRefuses: an unknown instruction fails the model at its line, before
-// anything is loaded or pulled (buildah fails on it only when the stage reaches it).
+// anything is loaded or pulled; buildah, given the same file, fails on it when it reaches it.
 func TestModelRefusesWhatBuildahRefuses(t *testing.T) {
-	_, err := dockerfile.Parse([]byte("FROM busybox\nRUN true\nFROBNICATE x\n"), dockerfile.Args{})
+	const text = "FROM busybox\nRUN true\nFROBNICATE x\n"
+	_, err := dockerfile.Parse([]byte(text), dockerfile.Args{})
 	if err == nil || !strings.Contains(err.Error(), `line 3: unknown instruction "FROBNICATE"`) {
-		t.Fatalf("got %v", err)
+		t.Fatalf("model: got %v", err)
+	}
+	bb := busybox(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Dockerfile")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	log := logrus.New()
+	log.SetOutput(&out)
+	res, err := Build(context.Background(), Options{
+		ContextDir: dir, Dockerfile: path, Model: model(t, "FROM busybox\nRUN true\n"), WorkDir: t.TempDir(),
+		Bases: []Base{{Names: []string{"docker.io/library/busybox:latest"}, Transport: "oci-archive", Path: bb.ociArchive, Image: bb.image}},
+		Log:   log, Stderr: &out,
+	})
+	if err == nil {
+		res.Close()
+		t.Fatalf("buildah built a Dockerfile with an unknown instruction:\n%s", out.String())
+	}
+	if !strings.Contains(strings.ToLower(err.Error()), "unknown instruction") {
+		t.Errorf("buildah: got %v", err)
 	}
 }
 
