@@ -162,7 +162,7 @@ func finalStageHits(steps []build.Step) int {
 // sources are the cache images the params name, in the order they are tried: the cache: true
 // image (repository:cache_tag), then cache_from's.
 func (c *cachePlan) sources(ctx context.Context, put *put, platform v1.Platform) []cacheimage.Source {
-	p, src, env := put.params, put.req.Source, put.env
+	p, src, env := put.params, put.src, put.env
 	var sources []cacheimage.Source
 	if p.Cache {
 		tag := p.CacheTag

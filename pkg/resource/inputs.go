@@ -22,8 +22,7 @@ import (
 
 // buildOptions reads the context, build args, labels and Dockerfile the params name, the
 // Dockerfile into its model for target (the running platform when nil).
-func buildOptions(dir string, req api.OutRequest, env Env, target *api.Platform) (build.Options, error) {
-	p := req.Params
+func buildOptions(dir string, p api.OutParams, env Env, target *api.Platform) (build.Options, error) {
 	vol := volume.New(dir)
 	contextDir, err := vol.Path("params.build", p.Build)
 	if err != nil {

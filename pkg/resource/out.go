@@ -37,7 +37,7 @@ func Out(ctx context.Context, env Env) (any, error) {
 // put is a put's request as Out read it: every later step takes what it needs from it.
 type put struct {
 	dir    string // the work dir
-	req    api.OutRequest
+	src    api.Source
 	params api.OutParams
 	env    Env // with the source's registry policy
 	client *registry.Client
@@ -75,7 +75,7 @@ func readPut(ctx context.Context, env Env) (*put, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &put{dir: dir, req: req, params: params, env: env, client: client, tags: tagList}, nil
+	return &put{dir: dir, src: src, params: params, env: env, client: client, tags: tagList}, nil
 }
 
 // outImage is what a put pushes: an image, or the index of a multi-platform build.

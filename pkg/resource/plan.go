@@ -25,7 +25,7 @@ type buildPlan struct {
 // offline, and computes the cache keys and chooses among the cache images the params name. What
 // the plan holds open is released with out.
 func planBuild(ctx context.Context, p *put, target *api.Platform, out *builtImage) (*buildPlan, error) {
-	opts, err := buildOptions(p.dir, p.req, p.env, target)
+	opts, err := buildOptions(p.dir, p.params, p.env, target)
 	if err != nil {
 		return nil, err
 	}
