@@ -46,7 +46,7 @@ func benchmarkLoad(b *testing.B, base Base) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		env, err := newEnvironment(work, Options{Log: log}, []byte("FROM big\n"))
+		env, err := newEnvironment(work, Options{Log: log, Model: model(b, "FROM big\n")})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -85,11 +85,11 @@ func BenchmarkBuildBusybox(b *testing.B) {
 	for _, driver := range []string{"overlay", "vfs"} {
 		b.Run(driver, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				res, err := Build(context.Background(), Options{
+				res, err := Build(context.Background(), parsed(b, Options{
 					ContextDir: contextDir, Dockerfile: filepath.Join(contextDir, "Dockerfile"),
 					WorkDir: b.TempDir(), StorageDriver: driver, Log: log, Stderr: io.Discard,
 					Bases: []Base{{Names: []string{"docker.io/library/busybox:latest"}, Transport: "oci-archive", Path: archive, Image: saved}},
-				})
+				}))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -7,7 +7,7 @@
 // the storage before the build (no registry contact for them), and the built
 // image reuses their original compressed layers, as it does those of the
 // images the build pulls, so a push uploads only the new layers. An earlier
-// image of the same build can serve as cache on a fresh storage (Cache): the
+// image of the same build can serve as cache on a fresh storage (CacheImage): the
 // steps it has are not run and keep its layers.
 //
 // A binary using this package must call Reexec first thing in main.
@@ -46,7 +46,10 @@ func Reexec() bool {
 type Options struct {
 	ContextDir string // absolute path of the build context
 	Dockerfile string // absolute path of the Dockerfile
-	BuildArgs  map[string]string
+	// Model is the Dockerfile as the caller read it (dockerfile.Parse of the file with BuildArgs,
+	// Target and Platform): the images the build pulls and the base its target builds on.
+	Model     *dockerfile.Model
+	BuildArgs map[string]string
 	// Labels are laid over the built image's config (after the build: they are no step).
 	Labels map[string]string
 	Target string
@@ -59,9 +62,9 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
-	// Cache, when set, is an earlier image of this build whose leading steps of the final stage
-	// are reused (see Cache).
-	Cache *Cache
+	// CacheImage, when set, is an earlier image of this build whose leading steps of the final
+	// stage are reused (see CacheImage).
+	CacheImage *CacheImage
 	// CacheRepo is a repository for per-step cache images (buildah's cache-to), read too
 	// (cache-from) when CacheRepoRead is set. CacheTTL ignores older ones.
 	CacheRepo     string
@@ -149,7 +152,7 @@ type Result struct {
 	// Labels are the labels laid over the config (Options.Labels and the base's name and
 	// digest); ReplacedLabels the values they replaced.
 	Labels, ReplacedLabels map[string]string
-	// CacheBytesRead counts the bytes of layers read from Options.Cache.
+	// CacheBytesRead counts the bytes of layers read from Options.CacheImage.
 	CacheBytesRead int64
 
 	dir         string // everything Build made, under Options.WorkDir
@@ -162,10 +165,6 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	opts, err = withDefaults(opts)
 	if err != nil {
 		return nil, err
-	}
-	dockerfileBytes, err := os.ReadFile(opts.Dockerfile)
-	if err != nil {
-		return nil, fmt.Errorf("reading Dockerfile: %w", err)
 	}
 	if err := spreadInodes(opts.WorkDir); err != nil {
 		opts.Log.Debugf("storage: %v", err)
@@ -186,22 +185,22 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 		return nil, err
 	}
 	r.store, r.storageRoot = opened.store, opened.root
-	env, err := newEnvironment(dir, opts, dockerfileBytes)
+	env, err := newEnvironment(dir, opts)
 	if err != nil {
 		return nil, err
 	}
 	if r.BaseDigests, err = loadBases(ctx, r.store, env, opts); err != nil {
 		return nil, err
 	}
-	if opts.Cache != nil {
-		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.Cache, opts.Log)
+	if opts.CacheImage != nil {
+		r.CacheBytesRead, err = seedCache(ctx, r.store, env, opts.CacheImage, opts.Log)
 		if err != nil {
 			opts.Log.Warnf("cache: %v; building without it", err)
-			opts.Cache = nil // nor are its layers reused
+			opts.CacheImage = nil // nor are its layers reused
 		}
 	}
 	steps := newStepLog(opts.Stderr)
-	buildOpts, err := buildahOptions(opts, env, dockerfileBytes, steps)
+	buildOpts, err := buildahOptions(opts, env, steps)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +220,7 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Labels, err = Labels(dockerfileBytes, opts); err != nil {
+	if r.Labels, err = Labels(opts); err != nil {
 		return nil, err
 	}
 	if r.Image, r.ReplacedLabels, err = imageconfig.WithLabels(r.Image, r.Labels, nil); err != nil {
@@ -256,8 +255,8 @@ func (r *Result) Close() error {
 }
 
 // buildahOptions are the options for imagebuildah.BuildDockerfiles.
-func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out io.Writer) (define.BuildOptions, error) {
-	annotations, err := baseAnnotations(dockerfileBytes, opts)
+func buildahOptions(opts Options, env *environment, out io.Writer) (define.BuildOptions, error) {
+	annotations, err := baseAnnotations(opts)
 	if err != nil {
 		return define.BuildOptions{}, err
 	}
@@ -321,6 +320,9 @@ func withDefaults(opts Options) (Options, error) {
 		}
 		opts.VolumeDir = abs
 	}
+	if opts.Model == nil {
+		return opts, fmt.Errorf("build options: no Dockerfile model")
+	}
 	if !slices.Contains([]string{"", "overlay", "vfs"}, opts.StorageDriver) {
 		return opts, fmt.Errorf("build options: unknown storage driver %q (want overlay or vfs)", opts.StorageDriver)
 	}
@@ -372,12 +374,12 @@ func setEnv(key, value string) (restore func()) {
 // Labels are the labels a build lays over its config: opts.Labels, plus
 // org.opencontainers.image.base.name / .base.digest when the final stage is built on a loaded
 // base (opts.Labels win).
-func Labels(dockerfileBytes []byte, opts Options) (map[string]string, error) {
+func Labels(opts Options) (map[string]string, error) {
 	all := maps.Clone(opts.Labels)
 	if all == nil {
 		all = map[string]string{}
 	}
-	base, err := loadedBaseLabels(dockerfileBytes, opts)
+	base, err := loadedBaseLabels(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -390,11 +392,11 @@ func Labels(dockerfileBytes []byte, opts Options) (map[string]string, error) {
 }
 
 // baseAnnotations are the base's name and digest as "k=v" manifest annotations (OCI only).
-func baseAnnotations(dockerfileBytes []byte, opts Options) ([]string, error) {
+func baseAnnotations(opts Options) ([]string, error) {
 	if opts.ManifestFormat == "docker" {
 		return nil, nil
 	}
-	base, err := loadedBaseLabels(dockerfileBytes, opts)
+	base, err := loadedBaseLabels(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -406,11 +408,8 @@ func baseAnnotations(dockerfileBytes []byte, opts Options) ([]string, error) {
 }
 
 // loadedBaseLabels names the loaded base the final stage is built on, if any.
-func loadedBaseLabels(dockerfileBytes []byte, opts Options) (map[string]string, error) {
-	ref, err := dockerfile.FinalBase(dockerfileBytes, opts.BuildArgs, opts.Target)
-	if err != nil {
-		return nil, err
-	}
+func loadedBaseLabels(opts Options) (map[string]string, error) {
+	ref := opts.Model.FinalBase()
 	for _, b := range opts.Bases {
 		if ref != nil && slices.Contains(b.Names, ref.Normalized) {
 			digest, err := baseDigest(b)

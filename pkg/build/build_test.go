@@ -71,7 +71,7 @@ func build(t *testing.T, name string, opts Options) (*Result, string) {
 	opts.Stderr = &out
 	opts.Log = logrus.New()
 	opts.Log.SetOutput(&out)
-	res, err := Build(context.Background(), opts)
+	res, err := Build(context.Background(), parsed(t, opts))
 	t.Logf("build output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("Build: %v", err)
@@ -299,10 +299,10 @@ func TestBuildFailingStepReportsIt(t *testing.T) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&out)
-	_, err := Build(context.Background(), Options{
+	_, err := Build(context.Background(), parsed(t, Options{
 		ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), WorkDir: work, Stderr: &out, Log: log,
 		Bases: []Base{{Names: []string{"docker.io/library/busybox:latest"}, Transport: "oci-archive", Path: bb.ociArchive, Image: bb.image}},
-	})
+	}))
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("error = %v, want the RUN's exit status", err)
 	}

@@ -46,11 +46,11 @@ func BenchmarkBuildFanOut(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		res, err := Build(context.Background(), Options{
+		res, err := Build(context.Background(), parsed(b, Options{
 			ContextDir: contextDir, Dockerfile: filepath.Join(contextDir, "Dockerfile"),
 			WorkDir: b.TempDir(), Log: log, Stderr: io.Discard,
 			Bases: []Base{{Names: []string{"docker.io/library/debian:bookworm"}, Transport: "oci-archive", Path: archive, Image: saved}},
-		})
+		}))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sirupsen/logrus"
 
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
@@ -254,4 +255,29 @@ func openStore(dir, driver string, log *logrus.Logger) (storage.Store, error) {
 		return nil, err
 	}
 	return opened.store, nil
+}
+
+// parsed is opts with the model of its Dockerfile, read as the resource reads it.
+func parsed(t testing.TB, opts Options) Options {
+	t.Helper()
+	data, err := os.ReadFile(opts.Dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dockerfile.Parse(data, dockerfile.Args{BuildArgs: opts.BuildArgs, Target: opts.Target, Platform: opts.Platform})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Model = m
+	return opts
+}
+
+// model is the model of a Dockerfile's text for a build without args.
+func model(t testing.TB, text string) *dockerfile.Model {
+	t.Helper()
+	m, err := dockerfile.Parse([]byte(text), dockerfile.Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

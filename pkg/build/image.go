@@ -103,8 +103,8 @@ func knownLayersByDiffID(opts Options, manifestType types.MediaType) (map[v1.Has
 			images[strings.TrimSpace(fmt.Sprintf("base %v %s", b.Names, b.Platform))] = b.Image
 		}
 	}
-	if opts.Cache != nil {
-		images["cache image "+opts.Cache.Ref] = opts.Cache.Image
+	if opts.CacheImage != nil {
+		images["cache image "+opts.CacheImage.Ref] = opts.CacheImage.Image
 	}
 	for _, what := range slices.Sorted(maps.Keys(images)) {
 		layers, err := layersWithDiffIDs(images[what])

@@ -224,11 +224,11 @@ func TestBuildFromARealOverlayfs(t *testing.T) {
 	var out bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&out)
-	res, err := Build(t.Context(), Options{
+	res, err := Build(t.Context(), parsed(t, Options{
 		ContextDir: ctxDir, Dockerfile: filepath.Join(ctxDir, "Dockerfile"), WorkDir: merged, VolumeDir: vol,
 		Bases: []Base{{Names: []string{"docker.io/library/busybox:latest"}, Digest: bb.digest, Transport: "oci-archive", Path: bb.ociArchive, Image: bb.image}},
 		Log:   log, Stderr: &out,
-	})
+	}))
 	t.Logf("build output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("Build: %v", err)

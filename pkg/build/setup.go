@@ -14,7 +14,6 @@ import (
 	"github.com/containers/image/v5/types"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/imagesmith/buildah-image-resource/pkg/access"
-	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +30,7 @@ type environment struct {
 	pulls        bool // a FROM is not a loaded base: the build pulls it
 }
 
-func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
+func newEnvironment(dir string, opts Options) (*environment, error) {
 	env := &environment{
 		tmpDir:    cmp.Or(opts.TempDir, filepath.Join(dir, "tmp")),
 		layersDir: filepath.Join(dir, "layers"),
@@ -57,7 +56,7 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 	if env.secrets, err = secretSpecs(opts.Secrets); err != nil {
 		return nil, err
 	}
-	hosts, err := pulledRegistries(dockerfileBytes, opts)
+	hosts, err := pulledRegistries(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -161,13 +160,9 @@ func secretSpecs(secrets map[string]string) ([]string, error) {
 
 // pulledRegistries returns the registry hosts of the external images no
 // base covers, and of StagePulls: those are the ones buildah will pull.
-func pulledRegistries(dockerfileBytes []byte, opts Options) ([]string, error) {
-	refs, err := dockerfile.ExternalImages(dockerfileBytes, opts.BuildArgs, opts.Target)
-	if err != nil {
-		return nil, err
-	}
+func pulledRegistries(opts Options) ([]string, error) {
 	var hosts []string
-	for _, ref := range refs {
+	for _, ref := range opts.Model.Images() {
 		if slices.ContainsFunc(append(slices.Clone(opts.Bases), opts.StageBases...), func(b Base) bool { return slices.Contains(b.Names, ref.Normalized) }) {
 			continue
 		}

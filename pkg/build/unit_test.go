@@ -100,11 +100,12 @@ func TestBaseLabels(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := Options{Bases: bases, Labels: tt.labels, ManifestFormat: tt.format}
-			all, err := Labels([]byte(tt.dockerfile), opts)
+			opts.Model = model(t, tt.dockerfile)
+			all, err := Labels(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ann, err := baseAnnotations([]byte(tt.dockerfile), opts)
+			ann, err := baseAnnotations(opts)
 			if err != nil {
 				t.Fatal(err)
 			}

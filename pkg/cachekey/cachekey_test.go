@@ -6,12 +6,23 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 )
 
 const base = "registry.example.com/base:1"
 
+// build is what a test plans: the Dockerfile and its args, read into Input's model by plan.
+type build struct {
+	Input
+	Dockerfile []byte
+	BuildArgs  map[string]string
+	Target     string
+	Platform   string
+}
+
 // input is a build of dockerfile over a context holding files.
-func input(t *testing.T, dockerfile string, files map[string]string) Input {
+func input(t *testing.T, dockerfile string, files map[string]string) build {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
@@ -23,15 +34,20 @@ func input(t *testing.T, dockerfile string, files map[string]string) Input {
 			t.Fatal(err)
 		}
 	}
-	return Input{
-		Dockerfile: []byte(dockerfile), ContextDir: dir, Platform: "linux/amd64", Format: "oci",
+	return build{Dockerfile: []byte(dockerfile), Platform: "linux/amd64", Input: Input{
+		ContextDir: dir, Format: "oci",
 		Images: map[string]Image{base: {ID: "sha256:aaa", Env: []string{"PATH=/bin", "APP=/srv"}}},
-	}
+	}}
 }
 
-func plan(t *testing.T, in Input) *Plan {
+func plan(t *testing.T, in build) *Plan {
 	t.Helper()
-	p, err := NewPlan(in)
+	model, err := dockerfile.Parse(in.Dockerfile, dockerfile.Args{BuildArgs: in.BuildArgs, Target: in.Target, Platform: in.Platform})
+	if err != nil {
+		t.Fatalf("dockerfile.Parse: %v", err)
+	}
+	in.Model = model
+	p, err := NewPlan(in.Input)
 	if err != nil {
 		t.Fatalf("NewPlan: %v", err)
 	}
@@ -39,7 +55,7 @@ func plan(t *testing.T, in Input) *Plan {
 }
 
 // compare builds the plan of before, records it, and compares the plan of after with it.
-func compare(t *testing.T, before, after Input) Match {
+func compare(t *testing.T, before, after build) Match {
 	t.Helper()
 	rec := NewRecord(plan(t, before))
 	value, err := rec.Encode()
@@ -96,33 +112,33 @@ func TestWhatMisses(t *testing.T) {
 	const earlierMiss = "follows the miss at step"
 	for _, tc := range []struct {
 		name   string
-		change func(in *Input)
+		change func(in *build)
 		want   string // verdicts, with "<" standing for the follow-up misses
 	}{
-		{"a file copied late", func(in *Input) { write(t, in.ContextDir, "src/main.go", "package main // changed") },
+		{"a file copied late", func(in *build) { write(t, in.ContextDir, "src/main.go", "package main // changed") },
 			"hit hit hit hit hit miss(src/main.go changed) <6 <6"},
-		{"a file added and one removed", func(in *Input) {
+		{"a file added and one removed", func(in *build) {
 			write(t, in.ContextDir, "src/new.go", "package main")
 			os.Remove(filepath.Join(in.ContextDir, "src/util.go"))
 		}, "hit hit hit hit hit miss(src/new.go added, src/util.go removed) <6 <6"},
-		{"an ignored file", func(in *Input) { write(t, in.ContextDir, "notes.md", "changed") },
+		{"an ignored file", func(in *build) { write(t, in.ContextDir, "notes.md", "changed") },
 			"hit hit hit hit hit hit hit hit"},
-		{"a build arg in scope of a RUN", func(in *Input) { in.BuildArgs = map[string]string{"VERSION": "2"} },
+		{"a build arg in scope of a RUN", func(in *build) { in.BuildArgs = map[string]string{"VERSION": "2"} },
 			"hit hit hit hit miss(build arg VERSION changed) <5 <5 <5"},
-		{"a declared arg no step names", func(in *Input) { in.BuildArgs = map[string]string{"UNUSED": "x"} },
+		{"a declared arg no step names", func(in *build) { in.BuildArgs = map[string]string{"UNUSED": "x"} },
 			"hit hit hit hit miss(build arg UNUSED changed) <5 <5 <5"},
-		{"an undeclared build arg", func(in *Input) { in.BuildArgs = map[string]string{"OTHER": "x"} },
+		{"an undeclared build arg", func(in *build) { in.BuildArgs = map[string]string{"OTHER": "x"} },
 			"hit hit hit hit hit hit hit hit"},
-		{"the base image", func(in *Input) { in.Images[base] = Image{ID: "sha256:bbb", Env: in.Images[base].Env} },
+		{"the base image", func(in *build) { in.Images[base] = Image{ID: "sha256:bbb", Env: in.Images[base].Env} },
 			"miss(base image changed (was registry.example.com/base:1@sha256:aaa)) <1 <1 <1 <1 <1 <1 <1"},
-		{"the base's env a COPY expands", func(in *Input) {
+		{"the base's env a COPY expands", func(in *build) {
 			in.Images[base] = Image{ID: "sha256:aaa", Env: []string{"APP=/other"}}
 			write(t, in.ContextDir, "other/x", "x")
 		}, "hit hit hit hit hit hit hit miss(other/x added, srv/x removed)"},
-		{"an instruction", func(in *Input) {
+		{"an instruction", func(in *build) {
 			in.Dockerfile = []byte(strings.Replace(app, "echo build", "echo built", 1))
 		}, "hit hit hit hit miss(instruction changed (was \"RUN echo build > /built\")) <5 <5 <5"},
-		{"the platform", func(in *Input) { in.Platform = "linux/arm64" }, "unusable"},
+		{"the platform", func(in *build) { in.Platform = "linux/arm64" }, "unusable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := input(t, app, appFiles())
@@ -243,7 +259,7 @@ func TestRunMountsAndImageSources(t *testing.T) {
 		"COPY --from=registry.example.com/tools:2 /bin/tool /tool\n" +
 		"RUN <<EOF\necho heredoc\nEOF\n"
 	files := map[string]string{"scripts/build.sh": "echo 1"}
-	withTools := func(in Input) Input {
+	withTools := func(in build) build {
 		in.Images["registry.example.com/tools:2"] = Image{ID: "sha256:tools1"}
 		return in
 	}

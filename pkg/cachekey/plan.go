@@ -1,19 +1,19 @@
-// Package cachekey computes, without building, a cache key for every instruction of a
-// Dockerfile, and explains why an earlier build's keys differ.
+// Package cachekey computes, without building, a cache key for every instruction of the stages a
+// Dockerfile's model (pkg/dockerfile) says a build runs, and explains why an earlier build's keys
+// differ.
 //
 // A key is the hash of its parent's key, the instruction after ARG and ENV expansion, the build
 // args it uses (a RUN uses every build arg in scope, as it sees them in its environment; any
 // other instruction the ones it names), the content of the context files a COPY or ADD reads,
 // and the keys of the stages or the identity of the images it reads from. A stage's first key
 // (its FROM) derives from the base image's identity, the platform and the manifest format. The
-// instructions are evaluated with imagebuilder, the evaluator buildah itself uses, so ONBUILD
-// triggers, ARG scoping and expansion are the same as in the build.
+// instructions are evaluated with the model's imagebuilder stages, set up as buildah sets up its
+// own, so the stages, ONBUILD triggers, ARG scoping and expansion are the same as in the build.
 //
 // The package is pure logic: images are identified by the caller.
 package cachekey
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -37,12 +37,9 @@ const Version = 1
 
 // Input is what the keys depend on.
 type Input struct {
-	Dockerfile     []byte
-	DockerfilePath string // for <Dockerfile>.dockerignore; may be ""
+	Model          *dockerfile.Model // the Dockerfile, its build args, target and platform
+	DockerfilePath string            // for <Dockerfile>.dockerignore; may be ""
 	ContextDir     string
-	BuildArgs      map[string]string
-	Target         string // "" = the last stage
-	Platform       string // os/arch[/variant] the image is built for
 	Format         string // manifest format: "oci" or "docker"
 	Squash         bool
 	NoCacheStages  []string // stage names whose steps never hit
@@ -91,34 +88,21 @@ type Step struct {
 // Final is the target stage.
 func (p *Plan) Final() *Stage { return p.Stages[len(p.Stages)-1] }
 
-// NewPlan evaluates the Dockerfile for in.Target and computes every key.
+// NewPlan evaluates the model's stages and computes every key.
 func NewPlan(in Input) (*Plan, error) {
-	node, err := imagebuilder.ParseDockerfile(bytes.NewReader(in.Dockerfile))
+	stages, err := in.Model.Evaluate()
 	if err != nil {
-		return nil, fmt.Errorf("parsing Dockerfile: %w", err)
-	}
-	stages, err := imagebuilder.NewStages(node, imagebuilder.NewBuilder(in.BuildArgs))
-	if err != nil {
-		return nil, fmt.Errorf("reading Dockerfile stages: %w", err)
-	}
-	if len(stages) == 0 {
-		return nil, fmt.Errorf("Dockerfile has no FROM instruction")
-	}
-	target := len(stages) - 1
-	if in.Target != "" {
-		if target = stageIndex(stages, in.Target, len(stages)); target < 0 {
-			return nil, fmt.Errorf("target stage %q not found in Dockerfile", in.Target)
-		}
+		return nil, err
 	}
 	files, err := newContextFiles(in.ContextDir, in.DockerfilePath)
 	if err != nil {
 		return nil, err
 	}
 	p := &planner{in: in, stages: stages, files: files, done: map[int]*Stage{}}
-	if _, err := p.stage(target); err != nil {
+	if _, err := p.stage(in.Model.Target().Position); err != nil {
 		return nil, err
 	}
-	plan := &Plan{Platform: in.Platform, Format: in.Format, Squash: in.Squash}
+	plan := &Plan{Platform: in.Model.Platform, Format: in.Format, Squash: in.Squash}
 	for _, i := range slices.Sorted(maps.Keys(p.done)) {
 		plan.Stages = append(plan.Stages, p.done[i])
 	}
@@ -127,7 +111,7 @@ func NewPlan(in Input) (*Plan, error) {
 
 type planner struct {
 	in     Input
-	stages imagebuilder.Stages
+	stages imagebuilder.Stages // evaluated afresh for the plan
 	files  *contextFiles
 	done   map[int]*Stage
 }
@@ -203,8 +187,8 @@ func (p *planner) base(i int, from string) (*docker.Image, identity, error) {
 	if strings.EqualFold(from, "scratch") {
 		return &docker.Image{Config: &docker.Config{Image: from}}, identity{id: "scratch", describe: "scratch"}, nil
 	}
-	if j := stageIndex(p.stages, from, i); j >= 0 {
-		prev, err := p.stage(j)
+	if st, ok := p.in.Model.StageNamed(from, i); ok {
+		prev, err := p.stage(st.Position)
 		if err != nil {
 			return nil, identity{}, err
 		}
@@ -236,8 +220,8 @@ func (p *planner) image(ref string) (Image, identity) {
 
 // reads identifies what a --from names: an earlier stage or an image.
 func (p *planner) reads(i int, from string) (identity, error) {
-	if j := stageIndex(p.stages, from, i); j >= 0 {
-		prev, err := p.stage(j)
+	if st, ok := p.in.Model.StageNamed(from, i); ok {
+		prev, err := p.stage(st.Position)
 		if err != nil {
 			return identity{}, err
 		}
@@ -249,7 +233,7 @@ func (p *planner) reads(i int, from string) (identity, error) {
 
 func (p *planner) rootKey(base string) string {
 	return hashString(fmt.Sprintf("buildah-image-resource cache key v%d\nplatform %s\nformat %s\nsquash %t\nbase %s\n",
-		Version, p.in.Platform, p.in.Format, p.in.Squash, base))
+		Version, p.in.Model.Platform, p.in.Format, p.in.Squash, base))
 }
 
 func (p *planner) noCache(name string) bool {
@@ -296,16 +280,16 @@ func (p *planner) step(stage int, parent Step, node *parser.Node, step *imagebui
 		}
 	}
 	for _, r := range rec.runs {
-		for _, m := range r.Mounts {
-			mount := parseMount(m)
-			var err error
+		for _, spec := range r.Mounts {
+			mount, err := dockerfile.ParseMount(spec)
 			switch {
-			case mount["type"] != "" && mount["type"] != "bind":
+			case err != nil:
+			case mount.Type != "bind":
 				continue // cache, secret, tmpfs, ssh: not content the key can know
-			case mount["from"] != "":
-				err = p.addRead(stage, mount["from"], &in, &out)
+			case mount.From != "":
+				err = p.addRead(stage, mount.From, &in, &out)
 			default:
-				err = p.addContext([]string{firstNonEmpty(mount["source"], mount["src"], ".")}, &in, &out)
+				err = p.addContext([]string{firstNonEmpty(mount.Source, ".")}, &in, &out)
 			}
 			if err != nil {
 				return Step{}, err
@@ -404,16 +388,6 @@ func contextSources(c imagebuilder.Copy) []string {
 	return srcs
 }
 
-// parseMount splits a --mount value ("type=bind,source=x,from=y") into its fields.
-func parseMount(spec string) map[string]string {
-	fields := map[string]string{}
-	for _, f := range strings.Split(spec, ",") {
-		k, v, _ := strings.Cut(f, "=")
-		fields[strings.ToLower(strings.TrimSpace(k))] = v
-	}
-	return fields
-}
-
 // recorder is the imagebuilder executor of the dry run: it keeps the copies and runs a step
 // asks for and does nothing.
 type recorder struct {
@@ -432,19 +406,6 @@ func (r *recorder) Copy(_ []string, copies ...imagebuilder.Copy) error {
 func (r *recorder) Run(run imagebuilder.Run, _ docker.Config) error {
 	r.runs = append(r.runs, run)
 	return nil
-}
-
-// stageIndex finds the stage before limit named name (AS name, case-insensitive, or position).
-func stageIndex(stages imagebuilder.Stages, name string, limit int) int {
-	for i := limit - 1; i >= 0; i-- {
-		if strings.EqualFold(stages[i].Name, name) {
-			return i
-		}
-	}
-	if n, err := strconv.Atoi(name); err == nil && n >= 0 && n < limit {
-		return n
-	}
-	return -1
 }
 
 func fromInstruction(from, name string) string {

@@ -35,7 +35,7 @@ var ErrTooBig = errors.New("larger than the bound")
 
 // Dir is where buildah keeps mount m during a build whose TMPDIR is tmpDir: it names cache
 // directories by a digest of the id and the owner.
-func Dir(tmpDir string, m dockerfile.CacheMount) string {
+func Dir(tmpDir string, m dockerfile.Mount) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s:%d:%d", m.ID, m.UID, m.GID))
 	return filepath.Join(tmpDir, "buildah-cache-"+strconv.Itoa(os.Getuid()), hex.EncodeToString(sum[:])[:16])
 }
@@ -43,7 +43,7 @@ func Dir(tmpDir string, m dockerfile.CacheMount) string {
 var notTagChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // Tag is the tag a mount's cache image has in the cache repository: mount-<id>, made tag-safe.
-func Tag(m dockerfile.CacheMount) string {
+func Tag(m dockerfile.Mount) string {
 	tag := "mount-" + notTagChars.ReplaceAllString(m.ID, "-")
 	if len(tag) > 128 {
 		tag = tag[:128]
@@ -60,7 +60,7 @@ type Packed struct {
 
 // Pack makes a one-layer image of dir, writing the tar into tmpDir. It fails with ErrTooBig
 // when the files hold more than maxSize bytes.
-func Pack(dir, tmpDir string, m dockerfile.CacheMount, maxSize int64) (*Packed, error) {
+func Pack(dir, tmpDir string, m dockerfile.Mount, maxSize int64) (*Packed, error) {
 	f, err := os.CreateTemp(tmpDir, "cache-mount-*.tar")
 	if err != nil {
 		return nil, err

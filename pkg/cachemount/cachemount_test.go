@@ -11,7 +11,7 @@ import (
 )
 
 func TestPackRestoreRoundTrip(t *testing.T) {
-	m := dockerfile.CacheMount{ID: "/root/.cache/pip", Target: "/root/.cache/pip"}
+	m := dockerfile.Mount{ID: "/root/.cache/pip", Target: "/root/.cache/pip"}
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "wheels/x"), 0o755)
 	os.WriteFile(filepath.Join(dir, "wheels/x/a.whl"), []byte("wheel"), 0o644)
@@ -64,12 +64,12 @@ func TestPackRestoreRoundTrip(t *testing.T) {
 }
 
 func TestDirAndTag(t *testing.T) {
-	m := dockerfile.CacheMount{ID: "apt", Target: "/var/cache/apt"}
+	m := dockerfile.Mount{ID: "apt", Target: "/var/cache/apt"}
 	// buildah: digest.FromString("apt:0:0").Encoded()[:16] under $TMPDIR/buildah-cache-<uid> (checked with sha256sum)
 	if got, want := Dir("/tmp/x", m), "/tmp/x/buildah-cache-0/6c4bbf768d44be4b"; os.Getuid() == 0 && got != want {
 		t.Errorf("Dir = %s, want %s", got, want)
 	}
-	if got := Tag(dockerfile.CacheMount{ID: "/root/.cache/pip"}); got != "mount--root-.cache-pip" {
+	if got := Tag(dockerfile.Mount{ID: "/root/.cache/pip"}); got != "mount--root-.cache-pip" {
 		t.Errorf("Tag = %s", got)
 	}
 }

@@ -2,6 +2,7 @@ package dockerfile
 
 import (
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -117,6 +118,11 @@ func TestExternalImages(t *testing.T) {
 			},
 		},
 		{
+			name:       "${X:?word} reads as buildah reads it: word is the default",
+			dockerfile: "FROM ${BASE:?busybox}\n",
+			want:       []Ref{{"busybox", 1, "docker.io/library/busybox:latest"}},
+		},
+		{
 			name:       "platform flag and lower-case instructions",
 			dockerfile: "from --platform=$BUILDPLATFORM busybox as b\nfrom b\n",
 			want:       []Ref{{"busybox", 1, "docker.io/library/busybox:latest"}},
@@ -124,7 +130,7 @@ func TestExternalImages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ExternalImages([]byte(tt.dockerfile), tt.args, tt.target)
+			got, err := images([]byte(tt.dockerfile), tt.args, tt.target)
 			if err != nil {
 				t.Fatalf("ExternalImages: %v", err)
 			}
@@ -146,7 +152,6 @@ func TestExternalImagesErrors(t *testing.T) {
 		{"bad AS", "FROM busybox AS\n", "", "line 1:"},
 		{"bad reference", "FROM busybox\nFROM Not_Valid:tag:x\n", "", "line 2: invalid image reference"},
 		{"empty expansion", "ARG BASE\nFROM $BASE\n", "", "line 2: FROM $BASE expands to an empty image name"},
-		{"bad expansion", "FROM ${BASE:?required}\n", "", "line 1: expanding"},
 		{"parser error names the line", "FROM busybox\nRUN true\nLABEL a\n", "", "line 3: LABEL must have two arguments"},
 		{"bad escape directive", "# escape=x\nFROM busybox\n", "", "line 1: invalid ESCAPE"},
 		{"unterminated heredoc", "FROM busybox\nRUN <<EOF\necho hi\n", "", "line 2:"},
@@ -154,7 +159,7 @@ func TestExternalImagesErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ExternalImages([]byte(tt.dockerfile), nil, tt.target)
+			_, err := images([]byte(tt.dockerfile), nil, tt.target)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.want)
 			}
@@ -174,10 +179,11 @@ func TestFinalBase(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := FinalBase([]byte(tt.dockerfile), nil, tt.target)
+			m, err := Parse([]byte(tt.dockerfile), Args{Target: tt.target})
 			if err != nil {
 				t.Fatal(err)
 			}
+			got := m.FinalBase()
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
@@ -278,7 +284,7 @@ func FuzzExternalImages(f *testing.F) {
 		f.Add([]byte(s), "v", "")
 	}
 	f.Fuzz(func(t *testing.T, dockerfile []byte, arg string, target string) {
-		refs, err := ExternalImages(dockerfile, map[string]string{"BASE": arg}, target)
+		refs, err := images(dockerfile, map[string]string{"BASE": arg}, target)
 		if err != nil {
 			return
 		}
@@ -298,18 +304,27 @@ func FuzzExternalImages(f *testing.F) {
 	})
 }
 
+// images parses a Dockerfile and returns the images its model names.
+func images(dockerfile []byte, buildArgs map[string]string, target string) ([]Ref, error) {
+	m, err := Parse(dockerfile, Args{BuildArgs: buildArgs, Target: target})
+	if err != nil {
+		return nil, err
+	}
+	return m.Images(), nil
+}
+
 func TestCacheMounts(t *testing.T) {
-	got, err := CacheMounts([]byte("FROM a\nRUN --mount=type=cache,target=/root/.cache/pip pip install x\n" +
-		"RUN --mount=type=secret,id=s --mount=type=cache,id=apt,target=/var/cache/apt,uid=0 apt-get update\n" +
-		"FROM b\nRUN --mount=type=cache,target=/root/.cache/pip true\n"))
+	m, err := Parse([]byte("FROM a AS a\nRUN --mount=type=cache,target=/root/.cache/pip pip install x\n"+
+		"RUN --mount=type=secret,id=s --mount=type=cache,id=apt,target=/var/cache/apt,uid=0 apt-get update\n"+
+		"FROM b\nRUN --mount=type=cache,target=/root/.cache/pip true\nCOPY --from=a / /\n"), Args{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []CacheMount{{ID: "/root/.cache/pip", Target: "/root/.cache/pip", Line: 2}, {ID: "apt", Target: "/var/cache/apt", Line: 3}}
-	if !reflect.DeepEqual(got, want) {
+	want := []Mount{{Type: "cache", ID: "/root/.cache/pip", Target: "/root/.cache/pip", Line: 2}, {Type: "cache", ID: "apt", Target: "/var/cache/apt", Line: 3}}
+	if got := m.CacheMounts(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
-	if _, err := CacheMounts([]byte("FROM a\nRUN --mount=type=cache,id=x true\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if _, err := Parse([]byte("FROM a\nRUN --mount=type=cache,id=x true\n"), Args{}); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("a cache mount without target: %v", err)
 	}
 }
@@ -321,12 +336,13 @@ func TestCrossStageImages(t *testing.T) {
 		"FROM --platform=linux/s390x alpine AS unused\n" +
 		"FROM --platform=$BUILDPLATFORM build AS again\n" +
 		"FROM ${BASE}\nCOPY --from=build / /\nCOPY --from=same / /\nCOPY --from=again / /\n"
-	got, err := CrossStageImages([]byte(dockerfile), map[string]string{"BASE": "example.com/base:1"}, PlatformArgs("linux/arm64/v8", "linux/amd64"), "")
+	m, err := Parse([]byte(dockerfile), Args{BuildArgs: map[string]string{"BASE": "example.com/base:1"}, Platform: "linux/foreign/v8"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]Ref{"linux/amd64": {{"golang:1.26", 2, "docker.io/library/golang:1.26"}}}
-	if !reflect.DeepEqual(got, want) {
+	running := runtime.GOOS + "/" + runtime.GOARCH
+	want := map[string][]Ref{running: {{"golang:1.26", 2, "docker.io/library/golang:1.26"}}}
+	if got := m.CrossStageImages(); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	for dockerfile, want := range map[string]bool{
@@ -335,13 +351,48 @@ func TestCrossStageImages(t *testing.T) {
 		"FROM a AS b\nRUN make\nFROM c\nCOPY --from=b / /\n":                           true,
 		"FROM --platform=$TARGETPLATFORM a\nRUN make\n":                                true,
 	} {
-		got, err := RunsOnTarget([]byte(dockerfile), nil, PlatformArgs("linux/arm64/v8", "linux/amd64"), "")
-		if err != nil || got != want {
-			t.Errorf("RunsOnTarget(%q) = %v, %v; want %v", dockerfile, got, err, want)
+		m, err := Parse([]byte(dockerfile), Args{Platform: "linux/foreign/v8"})
+		if err != nil || m.RunsOnTarget() != want {
+			t.Errorf("RunsOnTarget(%q) = %v, %v; want %v", dockerfile, !want, err, want)
 		}
 	}
-	args := PlatformArgs("linux/arm64/v8", "linux/amd64")
-	if args["TARGETARCH"] != "arm64" || args["TARGETVARIANT"] != "v8" || args["BUILDOS"] != "linux" || args["BUILDVARIANT"] != "" {
-		t.Errorf("PlatformArgs: %v", args)
+}
+
+// TestPlatformArgs: the platform ARGs expand FROM lines as buildah expands them: TARGET* name the
+// platform built for (a TARGETPLATFORM build arg does not change it), BUILD* the running one.
+func TestPlatformArgs(t *testing.T) {
+	running := runtime.GOOS + "/" + runtime.GOARCH
+	m, err := Parse([]byte("FROM registry.example.com/${TARGETARCH}${TARGETVARIANT}:${BUILDARCH}\n"),
+		Args{Platform: "linux/arm/v7", BuildArgs: map[string]string{"TARGETPLATFORM": "linux/s390x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "registry.example.com/armv7:" + runtime.GOARCH
+	if got := m.Images(); len(got) != 1 || got[0].Original != want || m.Platform != "linux/arm/v7" {
+		t.Errorf("images %+v, platform %s; want %s, linux/arm/v7", got, m.Platform, want)
+	}
+	if m, err = Parse([]byte("FROM busybox\n"), Args{}); err != nil || m.Platform != running {
+		t.Errorf("platform %v, %v; want %s", m.Platform, err, running)
+	}
+}
+
+// TestEvaluateStartsAfresh: each evaluation gets stages of its own, so reading the model (as Parse
+// does) and computing keys from it (as pkg/cachekey does) see the same Dockerfile.
+func TestEvaluateStartsAfresh(t *testing.T) {
+	m, err := Parse([]byte("ARG A=1\nFROM busybox AS b\nRUN true\nFROM b\nCOPY x /\n"), Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		stages, err := m.Evaluate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stages) != 2 || len(stages[0].Node.Children) != 2 || stages[1].Name != "1" {
+			t.Fatalf("stages %+v", stages)
+		}
+		if _, err := stages[0].Builder.From(stages[0].Node); err != nil { // changes its node
+			t.Fatal(err)
+		}
 	}
 }

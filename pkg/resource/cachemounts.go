@@ -9,7 +9,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/cachemount"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
@@ -25,7 +24,7 @@ const defaultCacheMountMax = 2 << 30
 // build from gets (cache_mounts_from) or cache_repo:mount-<id>, and pushed back after a
 // successful build when their content changed.
 type cacheMounts struct {
-	mounts   []dockerfile.CacheMount
+	mounts   []dockerfile.Mount
 	restored map[string]v1.Hash // id -> content restored
 	repo     *registry.Client   // nil without cache_repo
 	tmpDir   string
@@ -37,30 +36,27 @@ type cacheMounts struct {
 // restoreCacheMounts fills the cache mounts the params keep into tmpDir, buildah's TMPDIR for the
 // build; tagSuffix follows each mount's tag in cache_repo. A mount with nothing saved starts empty; a failure to restore is a warning. no_cache does
 // not drop them: as BuildKit's --no-cache, it reruns every step, and the reruns keep their caches.
-func restoreCacheMounts(ctx context.Context, dir string, req api.OutRequest, dockerfileText []byte, tmpDir, tagSuffix string, env Env) (*cacheMounts, error) {
-	p := req.Params
+func restoreCacheMounts(ctx context.Context, put *put, model *dockerfile.Model, tmpDir, tagSuffix string) (*cacheMounts, error) {
+	p, env := put.params, put.env
 	if p.CacheMounts == nil {
 		return nil, nil
-	}
-	all, err := dockerfile.CacheMounts(dockerfileText)
-	if err != nil {
-		return nil, fmt.Errorf("params.dockerfile: %w", err)
 	}
 	c := &cacheMounts{restored: map[string]v1.Hash{}, tmpDir: tmpDir, maxSize: defaultCacheMountMax, suffix: tagSuffix, env: env}
 	if p.CacheMountsMaxSize != nil {
 		c.maxSize = int64(*p.CacheMountsMaxSize)
 	}
-	for _, m := range all {
+	for _, m := range model.CacheMounts() {
 		if p.CacheMounts.Keeps(m.ID) {
 			c.mounts = append(c.mounts, m)
 		}
 	}
 	if p.CacheRepo != "" {
+		var err error
 		if c.repo, err = registry.New(ctx, env.Registries, p.CacheRepo, env.Log, env.hideSent()); err != nil {
 			return nil, fmt.Errorf("params.cache_repo: %w", err)
 		}
 	}
-	fromGets := c.openGets(dir, p.CacheMountsFrom)
+	fromGets := c.openGets(put.dir, p.CacheMountsFrom)
 	for _, m := range c.mounts {
 		start := time.Now()
 		img, from := fromGets[m.ID], "a get"
@@ -110,7 +106,7 @@ func (c *cacheMounts) openGets(dir string, dirs []string) map[string]v1.Image {
 	return images
 }
 
-func (c *cacheMounts) repoRef(m dockerfile.CacheMount) string {
+func (c *cacheMounts) repoRef(m dockerfile.Mount) string {
 	if c.repo == nil {
 		return ""
 	}
@@ -118,12 +114,12 @@ func (c *cacheMounts) repoRef(m dockerfile.CacheMount) string {
 }
 
 // tag is the mount's tag in cache_repo: its own, then the suffix, at most 128 characters.
-func (c *cacheMounts) tag(m dockerfile.CacheMount) string {
+func (c *cacheMounts) tag(m dockerfile.Mount) string {
 	tag := cachemount.Tag(m)
 	return tag[:min(len(tag), 128-len(c.suffix))] + c.suffix
 }
 
-func (c *cacheMounts) fromRepo(m dockerfile.CacheMount) v1.Image {
+func (c *cacheMounts) fromRepo(m dockerfile.Mount) v1.Image {
 	if c.repo == nil {
 		return nil
 	}

@@ -7,15 +7,19 @@ import (
 	"testing"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 )
 
 // TestNoCacheKeepsCacheMounts: no_cache runs every step again, as BuildKit's --no-cache, but the
 // cache mounts the steps use are still restored (and saved): they are package caches, not layers.
 func TestNoCacheKeepsCacheMounts(t *testing.T) {
 	var log bytes.Buffer
-	dockerfile := []byte("FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs true\n")
-	req := api.OutRequest{Params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}}
-	mounts, err := restoreCacheMounts(context.Background(), t.TempDir(), req, dockerfile, t.TempDir(), "", Env{Log: NewLogger(&log)})
+	model, err := dockerfile.Parse([]byte("FROM busybox\nRUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs true\n"), dockerfile.Args{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &put{dir: t.TempDir(), params: api.OutParams{NoCache: true, CacheMounts: &api.CacheMounts{All: true}}, env: Env{Log: NewLogger(&log)}}
+	mounts, err := restoreCacheMounts(context.Background(), p, model, t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
-// Package resource implements the three commands of the Concourse resource: check.go, in.go and
-// out.go each read top to bottom (decode the request, ask the registry, write files or push).
-// The put's build is spread over build.go (options, bases, secrets), cache.go (cache sources and
-// keys), cachemounts.go (RUN --mount=type=cache), platforms.go (multi-platform puts); run.go is
-// the process around a command: stdin, stdout, the redacted log.
+// Package resource implements the three commands of the Concourse resource: check.go and in.go
+// read top to bottom (decode the request, ask the registry, write files), and out.go shows the
+// whole put as a pipeline of steps, each in its own file: the request (out.go), the image to push
+// (ready.go for a ready-made image; for a build, plan.go with inputs.go, bases.go and
+// cacheimage.go, then build.go with secrets.go and cachemounts.go; platforms.go for an index of
+// several platforms), the push (push.go) and the response. run.go is the process around a
+// command: stdin, stdout, the redacted log.
 package resource
 
 import (

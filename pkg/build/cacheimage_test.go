@@ -6,7 +6,7 @@ import (
 )
 
 // TestCacheImageMakesBuildahHit: a second build in a fresh storage, given the first build's
-// image as Cache with its first three instructions, runs none of them (buildah's layer cache
+// image as CacheImage with its first three instructions, runs none of them (buildah's layer cache
 // hits the intermediate images made from it) and reuses their layers as they are.
 func TestCacheImageMakesBuildahHit(t *testing.T) {
 	bb := busybox(t)
@@ -16,7 +16,7 @@ func TestCacheImageMakesBuildahHit(t *testing.T) {
 	}}}
 	first, _ := build(t, "single", opts)
 
-	opts.Cache = &Cache{Image: first.Image, Steps: 3, From: "docker.io/library/busybox:latest", Ref: "first"}
+	opts.CacheImage = &CacheImage{Image: first.Image, Steps: 3, From: "docker.io/library/busybox:latest", Ref: "first"}
 	second, out := build(t, "single", opts)
 	var cached []bool
 	for _, s := range second.Steps {

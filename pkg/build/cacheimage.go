@@ -16,12 +16,12 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Cache is an earlier image of the same build whose leading instructions of the final stage
+// CacheImage is an earlier image of the same build whose leading instructions of the final stage
 // are reused. Build makes buildah's layer cache hit them: before building, it creates in the
 // storage the chain of intermediate images buildah looks for (one per instruction: the cache
 // image's config with history and diff_ids cut after that instruction, and its layer as the top
 // layer). Only the layers of the reused instructions are read from Image.
-type Cache struct {
+type CacheImage struct {
 	Image v1.Image // a buildah build of this Dockerfile, not squashed
 	Steps int      // instructions after the final stage's FROM that hit
 	// From is the final stage's base image, normalized, as named in storage after the bases are
@@ -40,7 +40,7 @@ type baseInfo struct {
 
 // seedCache creates the intermediate images for the first c.Steps instructions and returns the
 // bytes of layers it read.
-func seedCache(ctx context.Context, store storage.Store, env *environment, c *Cache, log *logrus.Logger) (int64, error) {
+func seedCache(ctx context.Context, store storage.Store, env *environment, c *CacheImage, log *logrus.Logger) (int64, error) {
 	start := time.Now()
 	cfg, err := c.Image.ConfigFile()
 	if err != nil {

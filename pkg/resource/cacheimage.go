@@ -12,83 +12,70 @@ import (
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/build"
-	"github.com/imagesmith/buildah-image-resource/pkg/cache"
+	"github.com/imagesmith/buildah-image-resource/pkg/cacheimage"
 	"github.com/imagesmith/buildah-image-resource/pkg/cachekey"
-	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 	"github.com/imagesmith/buildah-image-resource/pkg/registry"
 	"github.com/imagesmith/buildah-image-resource/pkg/volume"
 )
 
-// buildCache is the cache side of a put's build: the keys of this build, and the cache image
+// cachePlan is the cache side of a put's build: the keys of this build, and the cache image
 // chosen among those the params name.
-type buildCache struct {
+type cachePlan struct {
 	plan   *cachekey.Plan // nil when the keys could not be computed
 	record *cachekey.Record
-	chosen *cache.Candidate // nil when no cache image serves
+	chosen *cacheimage.Candidate // nil when no cache image serves
 	labels map[string]string
 	closes []func()
-}
-
-// cacheInput is what planCache needs of the build.
-type cacheInput struct {
-	dir, tag       string
-	dockerfile     []byte
-	dockerfilePath string
-	opts           build.Options // the build's options (no work dir yet)
-	req            api.OutRequest
-	env            Env
-	platform       v1.Platform // the platform built: cache images and FROM images are read for it
 }
 
 // planCache computes the build's cache keys (no build), reads the cache images the params name
 // (manifests and configs only), picks the best and reports per step what hits. It never fails
 // the put: what it cannot do it reports and leaves out.
-func planCache(ctx context.Context, in cacheInput) *buildCache {
-	c := &buildCache{}
-	p := in.req.Params
-	labels, err := build.Labels(in.dockerfile, in.opts)
+func planCache(ctx context.Context, p *put, opts build.Options, platform v1.Platform) *cachePlan {
+	c := &cachePlan{}
+	params, env := p.params, p.env
+	labels, err := build.Labels(opts)
 	if err != nil {
-		in.env.Log.Warnf("cache: %v; building without cache keys", err)
+		env.Log.Warnf("cache: %v; building without cache keys", err)
 		return c
 	}
 	c.labels = labels
 	c.plan, err = cachekey.NewPlan(cachekey.Input{
-		Dockerfile: in.dockerfile, DockerfilePath: in.dockerfilePath, ContextDir: in.opts.ContextDir,
-		BuildArgs: in.opts.BuildArgs, Target: in.opts.Target, Platform: keyPlatform(in.platform),
-		Format: manifestFormat(p), Squash: p.Squash, NoCacheStages: p.NoCacheStages,
-		Images: identities(ctx, in),
+		Model: opts.Model, DockerfilePath: opts.Dockerfile, ContextDir: opts.ContextDir,
+		Format: manifestFormat(params), Squash: params.Squash, NoCacheStages: params.NoCacheStages,
+		Images: identities(ctx, p, opts, platform),
 	})
 	if err != nil {
-		in.env.Log.Warnf("cache: cannot compute cache keys: %v; building without cache", err)
+		env.Log.Warnf("cache: cannot compute cache keys: %v; building without cache", err)
 		return c
 	}
 	c.record = cachekey.NewRecord(c.plan)
-	if p.NoCache {
+	if params.NoCache {
 		return c
 	}
-	ttl, err := cacheTTL(p)
+	ttl, err := cacheTTL(params)
 	if err != nil {
-		in.env.Log.Warnf("cache: %v", err)
+		env.Log.Warnf("cache: %v", err)
 	}
-	sources := c.sources(ctx, in)
+	sources := c.sources(ctx, p, platform)
 	if len(sources) == 0 {
 		return c
 	}
-	c.chosen = cache.Choose(c.plan, labels, sources, ttl, in.env.Log.Warnf)
-	cache.Report(in.env.Stderr, c.plan, c.chosen)
+	c.chosen = cacheimage.Choose(c.plan, labels, sources, ttl, env.Log.Warnf)
+	cacheimage.Report(env.Stderr, c.plan, c.chosen)
 	return c
 }
 
 // allHit says the chosen image serves every step: nothing is built.
-func (c *buildCache) allHit() bool {
+func (c *cachePlan) allHit() bool {
 	return c.chosen != nil && c.chosen.Match.AllHit()
 }
 
 // reuse is the fast path: the cache image itself (or a new config over its layers when the
 // labels differ) and the layers' mount sources.
-func (c *buildCache) reuse() (v1.Image, map[v1.Hash]string, error) {
-	img, err := cache.Reuse(c.chosen, c.labels, c.record)
+func (c *cachePlan) reuse() (v1.Image, map[v1.Hash]string, error) {
+	img, err := cacheimage.Reuse(c.chosen, c.labels, c.record)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,7 +83,7 @@ func (c *buildCache) reuse() (v1.Image, map[v1.Hash]string, error) {
 }
 
 // mountSources maps the chosen image's layers to the reference they can be mounted from.
-func (c *buildCache) mountSources() map[v1.Hash]string {
+func (c *cachePlan) mountSources() map[v1.Hash]string {
 	sources := map[v1.Hash]string{}
 	if c.chosen == nil || c.chosen.Image.Ref == "" {
 		return sources
@@ -111,7 +98,7 @@ func (c *buildCache) mountSources() map[v1.Hash]string {
 
 // forBuild is the part of the chosen image a build reuses: its first hits of the final stage,
 // when the stage builds on an image (an earlier stage's image does not exist before the build).
-func (c *buildCache) forBuild(log func(string, ...any)) *build.Cache {
+func (c *cachePlan) forBuild(log func(string, ...any)) *build.CacheImage {
 	if c.chosen == nil || c.chosen.Match.Hits < 2 {
 		return nil
 	}
@@ -120,24 +107,24 @@ func (c *buildCache) forBuild(log func(string, ...any)) *build.Cache {
 		log("cache: the final stage builds on %s: its steps can hit only through cache_repo", final.Base)
 		return nil
 	}
-	return &build.Cache{Image: c.chosen.Image.Image, Steps: c.chosen.Match.Hits - 1, From: final.Image, Ref: c.chosen.Source}
+	return &build.CacheImage{Image: c.chosen.Image.Image, Steps: c.chosen.Match.Hits - 1, From: final.Image, Ref: c.chosen.Source}
 }
 
 // stamp records the keys in the built image.
-func (c *buildCache) stamp(r *build.Result) (v1.Image, error) {
+func (c *cachePlan) stamp(r *build.Result) (v1.Image, error) {
 	if c.record == nil {
 		return r.Image, nil
 	}
-	return cache.Stamp(r.Image, c.record, r.Labels, r.ReplacedLabels)
+	return cacheimage.Stamp(r.Image, c.record, r.Labels, r.ReplacedLabels)
 }
 
 // metadata is cache_hits, cache_source and cache_first_miss. After a build, the hits are the
 // final stage's steps that did not run (and the FROM, when one did not).
-func (c *buildCache) metadata(r *build.Result) []api.MetadataField {
+func (c *cachePlan) metadata(r *build.Result) []api.MetadataField {
 	if c.plan == nil {
 		return nil
 	}
-	hits, firstMiss := cache.Summary(c.plan, c.chosen)
+	hits, firstMiss := cacheimage.Summary(c.plan, c.chosen)
 	if r != nil && c.chosen != nil {
 		n := finalStageHits(r.Steps)
 		if n > 0 {
@@ -155,7 +142,7 @@ func (c *buildCache) metadata(r *build.Result) []api.MetadataField {
 	return fields
 }
 
-func (c *buildCache) close() {
+func (c *cachePlan) close() {
 	for _, f := range c.closes {
 		f()
 	}
@@ -174,47 +161,47 @@ func finalStageHits(steps []build.Step) int {
 
 // sources are the cache images the params name, in the order they are tried: the cache: true
 // image (repository:cache_tag), then cache_from's.
-func (c *buildCache) sources(ctx context.Context, in cacheInput) []cache.Source {
-	p, src, env := in.req.Params, in.req.Source, in.env
-	var sources []cache.Source
+func (c *cachePlan) sources(ctx context.Context, put *put, platform v1.Platform) []cacheimage.Source {
+	p, src, env := put.params, put.src, put.env
+	var sources []cacheimage.Source
 	if p.Cache {
 		tag := p.CacheTag
 		if tag == "" {
-			tag = in.tag
+			tag = put.tags[0]
 		}
 		ref := src.Repository + ":" + tag
-		sources = append(sources, cache.Source{Name: ref, Open: func() (*cache.Image, error) { return lookup(ctx, ref, in.platform, env) }})
+		sources = append(sources, cacheimage.Source{Name: ref, Open: func() (*cacheimage.Image, error) { return lookup(ctx, ref, platform, env) }})
 	}
 	for i, item := range p.CacheFrom {
 		item := item
-		path, err := volume.New(in.dir).Path(fmt.Sprintf("params.cache_from[%d]", i), item) // refused earlier by checkParamDirs
+		path, err := volume.New(put.dir).Path(fmt.Sprintf("params.cache_from[%d]", i), item) // refused earlier by checkParamDirs
 		if err != nil {
-			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return nil, err }})
+			sources = append(sources, cacheimage.Source{Name: item, Open: func() (*cacheimage.Image, error) { return nil, err }})
 			continue
 		}
 		if info, err := os.Stat(path); err == nil && info.IsDir() {
-			sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return c.openDir(path, in.platform) }})
+			sources = append(sources, cacheimage.Source{Name: item, Open: func() (*cacheimage.Image, error) { return c.openDir(path, platform) }})
 			continue
 		}
-		sources = append(sources, cache.Source{Name: item, Open: func() (*cache.Image, error) { return lookup(ctx, item, in.platform, env) }})
+		sources = append(sources, cacheimage.Source{Name: item, Open: func() (*cacheimage.Image, error) { return lookup(ctx, item, platform, env) }})
 	}
 	return sources
 }
 
 // openDir opens the image a get left in dir; its saved name, when it has one, is where its
 // layers can be mounted from.
-func (c *buildCache) openDir(dir string, platform v1.Platform) (*cache.Image, error) {
+func (c *cachePlan) openDir(dir string, platform v1.Platform) (*cacheimage.Image, error) {
 	a, err := imagefile.Open(dir, platform)
 	if err != nil {
 		return nil, err
 	}
 	c.closes = append(c.closes, func() { a.Close() })
-	return &cache.Image{Image: a.Image, Ref: a.Name}, nil
+	return &cacheimage.Image{Image: a.Image, Ref: a.Name}, nil
 }
 
 // lookup reads an image reference's manifest and config from its registry (an index's image for
 // the platform).
-func lookup(ctx context.Context, ref string, platform v1.Platform, env Env) (*cache.Image, error) {
+func lookup(ctx context.Context, ref string, platform v1.Platform, env Env) (*cacheimage.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("not an image reference or a directory: %w", err)
@@ -227,25 +214,21 @@ func lookup(ctx context.Context, ref string, platform v1.Platform, env Env) (*ca
 	if err != nil || f == nil {
 		return nil, err
 	}
-	return &cache.Image{Image: f.Image, Ref: ref}, nil
+	return &cacheimage.Image{Image: f.Image, Ref: ref}, nil
 }
 
 // identities identifies the images the Dockerfile names: loaded bases from their files, others
 // from their registry (manifest and config only). One that cannot be read is left out: steps
 // reading it never hit.
-func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
-	refs, err := dockerfile.ExternalImages(in.dockerfile, in.opts.BuildArgs, in.opts.Target)
-	if err != nil {
-		return nil
-	}
+func identities(ctx context.Context, p *put, opts build.Options, platform v1.Platform) map[string]cachekey.Image {
 	out := map[string]cachekey.Image{}
-	for _, ref := range refs {
+	for _, ref := range opts.Model.Images() {
 		if _, done := out[ref.Normalized]; done {
 			continue
 		}
-		img, err := resolveImage(ctx, in, ref.Normalized)
+		img, err := resolveImage(ctx, p, opts, platform, ref.Normalized)
 		if err != nil {
-			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
+			p.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
 			continue
 		}
 		if img == nil {
@@ -253,10 +236,10 @@ func identities(ctx context.Context, in cacheInput) map[string]cachekey.Image {
 		}
 		id, err := identity(img)
 		if err == nil {
-			id.ID, err = withStageImages(id.ID, in.opts.StageBases, ref.Normalized)
+			id.ID, err = withStageImages(id.ID, opts.StageBases, ref.Normalized)
 		}
 		if err != nil {
-			in.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
+			p.env.Log.Warnf("cache: cannot identify %s: %v; the steps reading it will not hit", ref.Original, err)
 			continue
 		}
 		out[ref.Normalized] = id
@@ -281,18 +264,18 @@ func withStageImages(id string, stageBases []build.Base, normalized string) (str
 }
 
 // resolveImage is the loaded base with that name, else the registry's image (none offline).
-func resolveImage(ctx context.Context, in cacheInput, normalized string) (v1.Image, error) {
-	for _, b := range in.opts.Bases {
+func resolveImage(ctx context.Context, p *put, opts build.Options, platform v1.Platform, normalized string) (v1.Image, error) {
+	for _, b := range opts.Bases {
 		for _, n := range b.Names {
 			if n == normalized && b.Image != nil {
 				return b.Image, nil
 			}
 		}
 	}
-	if in.req.Params.Offline {
+	if p.params.Offline {
 		return nil, nil
 	}
-	found, err := lookup(ctx, normalized, in.platform, in.env)
+	found, err := lookup(ctx, normalized, platform, p.env)
 	if err != nil {
 		return nil, err
 	}
@@ -335,20 +318,4 @@ func manifestFormat(p api.OutParams) string {
 		return "oci"
 	}
 	return p.ManifestFormat
-}
-
-// keyPlatform is the platform in the cache keys: os/arch, and the variant when there is one.
-func keyPlatform(p v1.Platform) string {
-	if p.Variant != "" {
-		return p.OS + "/" + p.Architecture + "/" + p.Variant
-	}
-	return p.OS + "/" + p.Architecture
-}
-
-// platformOf is target as go-containerregistry names it; the running platform when nil.
-func platformOf(target *api.Platform) v1.Platform {
-	if target == nil {
-		return v1.Platform{OS: api.RunningPlatform().OS, Architecture: api.RunningPlatform().Architecture}
-	}
-	return v1.Platform{OS: target.OS, Architecture: target.Architecture, Variant: target.Variant}
 }

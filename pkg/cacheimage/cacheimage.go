@@ -1,7 +1,7 @@
-// Package cache picks, among earlier images, the one a build can reuse most of, reports per
-// step what hits and why anything misses, and makes the images a put pushes when every step
-// hits. It reads only manifests and configs: deciding needs no layer.
-package cache
+// Package cacheimage picks, among earlier images of a build (cache images), the one the build can
+// reuse most of, reports per step what hits and why anything misses, and makes the images a put
+// pushes when every step hits. It reads only manifests and configs: deciding needs no layer.
+package cacheimage
 
 import (
 	"fmt"

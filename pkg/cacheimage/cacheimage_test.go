@@ -1,4 +1,4 @@
-package cache
+package cacheimage
 
 import (
 	"bytes"
@@ -15,10 +15,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/cachekey"
+	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imageconfig"
 )
 
-const dockerfile = "FROM registry.example.com/base:1\nCOPY a /a\nRUN make\n"
+const dockerfileText = "FROM registry.example.com/base:1\nCOPY a /a\nRUN make\n"
 
 func newPlan(t *testing.T, content string) *cachekey.Plan {
 	t.Helper()
@@ -26,8 +27,12 @@ func newPlan(t *testing.T, content string) *cachekey.Plan {
 	if err := os.WriteFile(filepath.Join(dir, "a"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	model, err := dockerfile.Parse([]byte(dockerfileText), dockerfile.Args{Platform: "linux/amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := cachekey.NewPlan(cachekey.Input{
-		Dockerfile: []byte(dockerfile), ContextDir: dir, Platform: "linux/amd64", Format: "oci",
+		Model: model, ContextDir: dir, Format: "oci",
 		Images: map[string]cachekey.Image{"registry.example.com/base:1": {ID: "sha256:base"}},
 	})
 	if err != nil {
