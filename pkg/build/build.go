@@ -33,12 +33,17 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/access"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imageconfig"
+	"github.com/imagesmith/buildah-image-resource/pkg/sandbox"
 	"github.com/sirupsen/logrus"
 )
 
 // Reexec must be called first in main; if it returns true, the process was
-// re-executed by buildah (chroot isolation, copier) and main must return.
+// re-executed by buildah (chroot isolation, copier) and main must return. Run as the sandbox
+// runtime (see isolation), it does not return.
 func Reexec() bool {
+	if filepath.Base(os.Args[0]) == sandbox.Name {
+		os.Exit(sandbox.Main(os.Args[1:], os.Stderr))
+	}
 	return buildah.InitReexec()
 }
 
@@ -59,6 +64,9 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
+	// Sandbox runs RUN steps with the resource's own runtime (pkg/sandbox) even where chroot
+	// isolation would work; where it would not, they always do.
+	Sandbox bool
 	// Cache, when set, is an earlier image of this build whose leading steps of the final stage
 	// are reused (see Cache).
 	Cache *Cache
@@ -268,7 +276,6 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 	buildOpts := define.BuildOptions{
 		ContextDirectory: opts.ContextDir,
 		PullPolicy:       define.PullIfMissing, // a loaded base is never looked up in a registry
-		Isolation:        define.IsolationChroot,
 		Args:             maps.Clone(opts.BuildArgs),
 		Target:           opts.Target,
 		Annotations:      annotations,
@@ -292,6 +299,7 @@ func buildahOptions(opts Options, env *environment, dockerfileBytes []byte, out 
 		MaxPullPushRetries:      2,
 		PullPushRetryDelay:      2 * time.Second,
 	}
+	env.isolation.apply(&buildOpts)
 	if opts.Platform != "" {
 		withPlatform(&buildOpts, env)
 	}

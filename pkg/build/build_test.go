@@ -71,6 +71,9 @@ func build(t *testing.T, name string, opts Options) (*Result, string) {
 	opts.Stderr = &out
 	opts.Log = logrus.New()
 	opts.Log.SetOutput(&out)
+	if os.Getenv("BUILD_TEST_SANDBOX") != "" {
+		opts.Sandbox = true
+	}
 	res, err := Build(context.Background(), opts)
 	t.Logf("build output:\n%s", out.String())
 	if err != nil {

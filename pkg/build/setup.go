@@ -29,6 +29,7 @@ type environment struct {
 	ulimits      []string
 	secrets      []string
 	pulls        bool // a FROM is not a loaded base: the build pulls it
+	isolation    isolation
 }
 
 func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environment, error) {
@@ -51,6 +52,9 @@ func newEnvironment(dir string, opts Options, dockerfileBytes []byte) (*environm
 		return nil, fmt.Errorf("build options: unknown manifest format %q (want oci or docker)", opts.ManifestFormat)
 	}
 	var err error
+	if env.isolation, err = chooseIsolation(dir, opts.Sandbox, opts.Log); err != nil {
+		return nil, err
+	}
 	if env.ulimits, err = currentUlimits(); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,13 @@ func SetupIntermediateMountNamespace(spec *specs.Spec, bundlePath string) (unmou
 	rootPath := spec.Root.Path
 
 	// Create a new mount namespace in which to do the things we're doing.
+	// buildah-image-resource patch: where namespaces are refused (an unprivileged
+	// container's seccomp filter), leave the bind sources where they are; a runtime
+	// that neither creates namespaces nor mounts reaches them directly.
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("creating new mount namespace for %v: %w", spec.Process.Args, err)
 	}
 
