@@ -24,6 +24,10 @@ func Needed(runtime, dir string) (needed bool, reason string) {
 	if errors.As(err, &exit) {
 		return true, string(trimLine(out))
 	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return true, "this container may not make a mount namespace: " + errno.Error()
+	}
 	return true, "making a mount namespace: " + err.Error()
 }
 
@@ -47,4 +51,3 @@ func trimLine(b []byte) []byte {
 	}
 	return b
 }
-
