@@ -43,9 +43,20 @@ func TestSandboxRunsWhatARunNeeds(t *testing.T) {
 	}
 }
 
+// Tests of chroot isolation that hold for the sandbox too.
 func TestSandboxSecretLeavesNoTrace(t *testing.T) {
 	t.Setenv("BUILD_TEST_SANDBOX", "1")
 	TestBuildSecretLeavesNoTrace(t)
+}
+
+func TestSandboxFailingStepReportsIt(t *testing.T) {
+	t.Setenv("BUILD_TEST_SANDBOX", "1")
+	TestBuildFailingStepReportsIt(t)
+}
+
+func TestSandboxMultiStage(t *testing.T) {
+	t.Setenv("BUILD_TEST_SANDBOX", "1")
+	TestBuildMultiStageDockerArchiveByDigest(t)
 }
 
 // layerEntries lists, per layer, the names it holds.
