@@ -22,31 +22,42 @@ var unprivilegedCaps = []string{
 }
 
 // unprivilegedFlags run a container as Concourse runs an unprivileged one: those capabilities
-// and no other, Docker's default seccomp profile (no unshare, no mount) and AppArmor profile. The
-// host network reaches the registry on 127.0.0.1; a user-namespaced daemon refuses it, so this
-// container has no user namespace (TestUnprivilegedInAUserNamespace has one).
-func unprivilegedFlags() []string {
-	flags := []string{"--network", "host", "--cap-drop", "ALL"}
+// and no other, Docker's default seccomp profile (no unshare, no mount) and AppArmor profile, and
+// extra flags.
+func unprivilegedFlags(extra ...string) []string {
+	flags := []string{"--cap-drop", "ALL"}
 	for _, c := range unprivilegedCaps {
 		flags = append(flags, "--cap-add", c)
 	}
-	return flags
+	return append(flags, extra...)
 }
 
 // sandboxLine is the line out logs when RUN steps run under pkg/sandbox.
 const sandboxLine = "RUN steps: chrooted by the resource's own runtime"
 
-// TestUnprivilegedPuts runs puts with RUN steps in an unprivileged container: the README's demo
+// unprivileged is a way to run the resource as Concourse runs it without privileged: true.
+type unprivileged struct {
+	container
+	// prepare makes the work dir writable for the container's root before each run (nil: it is).
+	prepare func(t *testing.T, work string)
+}
+
+// TestUnprivilegedPuts runs the puts of testUnprivilegedPuts in Docker's default daemon, on the
+// host network (which reaches the registry and the mirror): no user namespace.
+func TestUnprivilegedPuts(t *testing.T) {
+	image := buildResourceImage(t)
+	testUnprivilegedPuts(t, testharness.StartInProcess(t), unprivileged{
+		container: container{image: image, flags: unprivilegedFlags("--network", "host")},
+	})
+}
+
+// testUnprivilegedPuts runs puts with RUN steps in an unprivileged container: the README's demo
 // Dockerfile (then again, every step a cache hit), a multi-stage build with a RUN as a non-root
 // USER, a cache mount and a secret, and a Debian build that runs apt-get install from the mirror.
 // Each pushed image is read back and its files checked.
-func TestUnprivilegedPuts(t *testing.T) {
-	image := buildResourceImage(t)
-	reg := testharness.StartInProcess(t)
+func testUnprivilegedPuts(t *testing.T, reg *testharness.Registry, u unprivileged) {
 	work := t.TempDir()
-	busybox := saveBase(t, image, reg, work, "library/busybox", testharness.BusyboxImage(t), "busybox")
-	flags := unprivilegedFlags()
-
+	busybox := u.saveBase(t, reg, work, "library/busybox", testharness.BusyboxImage(t), "busybox")
 	t.Run("the demo's Dockerfile, then a cache hit", func(t *testing.T) {
 		writeFile(t, filepath.Join(work, "demo/Dockerfile"), "FROM "+busybox+"\n"+
 			"ARG GREETING\n"+
@@ -55,7 +66,7 @@ func TestUnprivilegedPuts(t *testing.T) {
 			"CMD [\"cat\", \"/app/hello.txt\"]\n")
 		writeFile(t, filepath.Join(work, "demo/hello.txt"), "hello, world\n")
 		params := map[string]any{"build": "demo", "load_base": "busybox", "cache": true, "build_args": map[string]string{"GREETING": "hi from an unprivileged put"}}
-		first := unprivilegedPut(t, image, work, source(reg, "demo"), params, flags, true)
+		first := u.put(t, work, source(reg, "demo"), params, true)
 		files := regularFiles(t, reg.Image(t, reg.Ref("demo@"+first.Version.Digest)))
 		for path, want := range map[string]string{"greeting.txt": "hi from an unprivileged put\n", "app/hello.txt": "hello, world\n"} {
 			if files[path] != want {
@@ -63,7 +74,7 @@ func TestUnprivilegedPuts(t *testing.T) {
 			}
 		}
 		// Nothing runs: the cache image has every step.
-		again := unprivilegedPut(t, image, work, source(reg, "demo"), params, flags, false)
+		again := u.put(t, work, source(reg, "demo"), params, false)
 		if again.Version.Digest != first.Version.Digest || metadataValue(again, "cache_hits") != "5/5" {
 			t.Errorf("second put: %s with cache_hits %q, want the first's %s with 5/5", again.Version.Digest, metadataValue(again, "cache_hits"), first.Version.Digest)
 		}
@@ -83,10 +94,10 @@ func TestUnprivilegedPuts(t *testing.T) {
 			"RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /token-length\n")
 		secret := filepath.Join(work, "token")
 		writeFile(t, secret, "unprivileged-secret-value")
-		resp := unprivilegedPut(t, image, work, source(reg, "stages"), map[string]any{
+		resp := u.put(t, work, source(reg, "stages"), map[string]any{
 			"build": "stages", "load_base": "busybox",
 			"secrets": map[string]any{"token": map[string]string{"source": "token"}},
-		}, flags, true)
+		}, true)
 		img := reg.Image(t, reg.Ref("stages@"+resp.Version.Digest))
 		files := regularFiles(t, img)
 		for path, want := range map[string]string{
@@ -110,12 +121,12 @@ func TestUnprivilegedPuts(t *testing.T) {
 	})
 
 	t.Run("Debian, apt-get install from the mirror", func(t *testing.T) {
-		debian := saveBase(t, image, reg, work, "library/debian", debianImage(t), "debian")
+		debian := u.saveBase(t, reg, work, "library/debian", debianImage(t), "debian")
 		writeFile(t, filepath.Join(work, "apt/Dockerfile"), "FROM "+debian+"\n"+
 			"RUN echo 'deb "+debianMirror(t)+" bookworm main' > /etc/apt/sources.list && rm -f /etc/apt/sources.list.d/* && \\\n"+
 			"    apt-get update -q && apt-get install -y -q --no-install-recommends hello && rm -rf /var/lib/apt/lists/*\n"+
 			"RUN hello > /hello.txt\n")
-		resp := unprivilegedPut(t, image, work, source(reg, "apt"), map[string]any{"build": "apt", "load_base": "debian"}, flags, true)
+		resp := u.put(t, work, source(reg, "apt"), map[string]any{"build": "apt", "load_base": "debian"}, true)
 		files := regularFiles(t, reg.Image(t, reg.Ref("apt@"+resp.Version.Digest)))
 		if got := files["hello.txt"]; got != "Hello, world!\n" {
 			t.Errorf("/hello.txt (GNU hello's output) = %q", got)
@@ -126,11 +137,13 @@ func TestUnprivilegedPuts(t *testing.T) {
 	})
 }
 
-// unprivilegedPut runs out with flags, checks whether it ran RUN steps under the sandbox, and
-// returns its response.
-func unprivilegedPut(t *testing.T, image, work string, src, params map[string]any, flags []string, runs bool) api.Response {
+// put runs out, checks whether it ran RUN steps under the sandbox, and returns its response.
+func (u unprivileged) put(t *testing.T, work string, src, params map[string]any, runs bool) api.Response {
 	t.Helper()
-	res := runResourceWith(t, image, "out", map[string]any{"source": src, "params": params}, work, flags, nil)
+	if u.prepare != nil {
+		u.prepare(t, work)
+	}
+	res := runContainer(t, u.container, "out", map[string]any{"source": src, "params": params}, work)
 	var resp api.Response
 	res.JSON(t, &resp)
 	if said := strings.Contains(res.Stderr, sandboxLine); said != runs {
@@ -141,12 +154,21 @@ func unprivilegedPut(t *testing.T, image, work string, src, params map[string]an
 
 // saveBase pushes img to reg as repo:1 and saves it with in (format: oci) into work/dir, for
 // load_base; it returns the reference a FROM names.
-func saveBase(t *testing.T, image string, reg *testharness.Registry, work, repo string, img v1.Image, dir string) string {
+func (u unprivileged) saveBase(t *testing.T, reg *testharness.Registry, work, repo string, img v1.Image, dir string) string {
 	t.Helper()
 	ref := reg.Ref(repo + ":1")
-	digest := reg.Push(t, ref, img)
-	version := api.Version{Digest: digest.String(), Tag: "1"}
-	if resp := get(t, image, filepath.Join(work, dir), source(reg, repo, "tag", "1"), version); resp.Version != version {
+	version := api.Version{Digest: reg.Push(t, ref, img).String(), Tag: "1"}
+	getDir := filepath.Join(work, dir)
+	if err := os.MkdirAll(getDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if u.prepare != nil {
+		u.prepare(t, work)
+	}
+	request := map[string]any{"source": source(reg, repo, "tag", "1"), "version": version, "params": map[string]any{"format": "oci"}}
+	var resp api.Response
+	runContainer(t, u.container, "in", request, getDir).JSON(t, &resp)
+	if resp.Version != version {
 		t.Fatalf("in of %s: version %+v, want %+v", repo, resp.Version, version)
 	}
 	return ref
