@@ -44,7 +44,7 @@ func chooseIsolation(dir string, force bool, log *logrus.Logger) (isolation, err
 	case !needed:
 		return isolation{}, nil
 	}
-	log.Infof("RUN steps: chrooted by the resource's own runtime, with no /proc and stand-in files for /dev/null and the like (%s); see README, Unprivileged", reason)
+	log.Infof("RUN steps: chrooted by the resource's own runtime, without /proc or mounts (%s); see README, Unprivileged containers", reason)
 	return i, nil
 }
 

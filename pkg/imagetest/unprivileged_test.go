@@ -33,7 +33,7 @@ func unprivilegedFlags(extra ...string) []string {
 }
 
 // sandboxLine is the line out logs when RUN steps run under pkg/sandbox.
-const sandboxLine = "RUN steps: chrooted by the resource's own runtime"
+const sandboxLine = "RUN steps: chrooted by the resource's own runtime, without /proc or mounts"
 
 // unprivileged is a way to run the resource as Concourse runs it without privileged: true.
 type unprivileged struct {

@@ -1,10 +1,8 @@
 package sandbox
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -24,16 +22,22 @@ import (
 type staged struct {
 	root *os.Root
 	undo []func() error
+	// standIns makes stand-ins for devices without trying to make the devices (tests).
+	standIns bool
 }
 
 // stage puts stand-ins for the spec's mounts in place. On failure, what it put is in s for
 // restore to take back.
 func stage(spec *specs.Spec) (s *staged, err error) {
+	return stageWith(spec, false)
+}
+
+func stageWith(spec *specs.Spec, standIns bool) (s *staged, err error) {
 	root, err := os.OpenRoot(spec.Root.Path)
 	if err != nil {
 		return nil, err
 	}
-	s = &staged{root: root}
+	s = &staged{root: root, standIns: standIns}
 	for _, m := range spec.Mounts {
 		if err := s.mount(m); err != nil {
 			return s, fmt.Errorf("mount at %s: %w", m.Destination, err)
@@ -262,77 +266,6 @@ func unixMode(m uint32) fs.FileMode {
 		mode |= fs.ModeSetuid
 	}
 	return mode
-}
-
-// standIn is an ordinary file standing in, in /dev, for a device no one may make here.
-type standIn struct {
-	name string
-	size int64 // of random bytes (random, urandom) or of a hole reading as zeros (zero)
-}
-
-var standIns = []standIn{{"null", 0}, {"zero", 64 << 20}, {"random", 64 << 10}, {"urandom", 64 << 10}}
-
-// devices stands in for the /dev tmpfs: stand-ins for null, zero, random and urandom, and a
-// /dev/shm, where the image has none; whatever the step leaves in /dev goes afterwards.
-func (s *staged) devices() error {
-	info, err := s.root.Lstat("dev")
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		s.undo = append(s.undo, func() error { return s.root.RemoveAll("dev") })
-		if err := s.root.Mkdir("dev", 0o755); err != nil {
-			return err
-		}
-	case err != nil:
-		return err
-	case !info.IsDir():
-		return errors.New("/dev in the step's root is not a directory")
-	}
-	before, err := s.names("dev")
-	if err != nil {
-		return err
-	}
-	// buildah removes the /dev it made for the step only if its time is unchanged.
-	if info, err = s.root.Stat("dev"); err != nil {
-		return err
-	}
-	s.undo = append(s.undo, func() error {
-		return errors.Join(s.removeNew("dev", before), s.root.Chtimes("dev", atime(info), info.ModTime()))
-	})
-	for _, d := range standIns {
-		if before[d.name] {
-			continue
-		}
-		if err := s.makeStandIn(path.Join("dev", d.name), d); err != nil {
-			return err
-		}
-	}
-	if !before["shm"] {
-		if err := s.root.Mkdir("dev/shm", 0o700); err != nil {
-			return err
-		}
-		return s.root.Chmod("dev/shm", fs.ModeDir|fs.ModeSticky|0o777)
-	}
-	return nil
-}
-
-func (s *staged) makeStandIn(name string, d standIn) error {
-	f, err := s.root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	switch {
-	case d.name == "zero":
-		err = f.Truncate(d.size)
-	case d.size > 0:
-		_, err = io.CopyN(f, rand.Reader, d.size)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return s.root.Chmod(name, 0o666)
 }
 
 func (s *staged) names(dir string) (map[string]bool, error) {
