@@ -90,6 +90,7 @@ func testUnprivilegedPuts(t *testing.T, reg *testharness.Registry, u unprivilege
 			"WORKDIR /home/app\n"+
 			"RUN id -u > uid && echo noise > /dev/null && touch mine\n"+
 			"USER root\n"+
+			"RUN head -c 5000000 /dev/urandom | wc -c > /urandom-bytes && head -c 3000000 /dev/zero | tr -d '\\000' | wc -c > /zero-nonzeros\n"+
 			"RUN --mount=type=cache,target=/var/cache/app echo kept > /var/cache/app/entry && ls /var/cache/app > /cache-listing\n"+
 			"RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /token-length\n")
 		secret := filepath.Join(work, "token")
@@ -102,6 +103,7 @@ func testUnprivilegedPuts(t *testing.T, reg *testharness.Registry, u unprivilege
 		files := regularFiles(t, img)
 		for path, want := range map[string]string{
 			"artifact": "built in stage one\n", "home/app/uid": "1000\n", "cache-listing": "entry\n", "token-length": "25\n",
+			"urandom-bytes": "5000000\n", "zero-nonzeros": "0\n",
 		} {
 			if files[path] != want {
 				t.Errorf("/%s in the pushed image = %q, want %q", path, files[path], want)
