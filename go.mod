@@ -156,3 +156,4 @@ require (
 	tags.cncf.io/container-device-interface v1.0.1 // indirect
 	tags.cncf.io/container-device-interface/specs-go v1.0.0 // indirect
 )
+replace github.com/containers/buildah => ./third_party/buildah

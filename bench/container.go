@@ -17,6 +17,12 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
+// UnprivilegedFlags run the resource container as Concourse runs one without privileged: true:
+// Docker's default capabilities, seccomp and AppArmor profiles (no mount, no namespaces), so
+// that RUN steps run under pkg/sandbox. No user namespace: a remapping daemon refuses the host
+// network (pkg/imagetest covers that case).
+var UnprivilegedFlags = []string{"--network", "host"}
+
 // ContainerFlags give the resource container what chroot isolation needs without --privileged
 // (which fails on the bench machine), as pkg/imagetest runs it: every capability but
 // CAP_SYS_RESOURCE, no seccomp or AppArmor profile, and the host network (the bench's registry
@@ -160,7 +166,7 @@ func (h *ContainerHost) timeStart(ctx context.Context) error {
 			return err
 		}
 		name := fmt.Sprintf("buildah-image-resource-bench-%d-empty-%d", os.Getpid(), i)
-		args := h.runArgs(name, name, empty, "true")
+		args := h.runArgs(name, name, empty, ContainerFlags, "true")
 		started := time.Now()
 		_, err = resourceimage.Run(ctx, time.Minute, strings.NewReader("{}"), h.Docker[:1], args...)
 		h.StartRuns = append(h.StartRuns, time.Since(started))
@@ -211,16 +217,22 @@ func (h *ContainerHost) Close() error {
 type InContainer struct {
 	Ours Ours
 	Host *ContainerHost
+	// Unprivileged runs it with UnprivilegedFlags rather than ContainerFlags.
+	Unprivileged bool
 }
 
 // Name is the host peer's name, in a container: "ours (in a container)", "ours (cache mounts,
 // in a container)".
 func (c InContainer) Name() string {
+	where := "in a container"
+	if c.Unprivileged {
+		where = "in an unprivileged container"
+	}
 	name := c.Ours.Name()
 	if strings.HasSuffix(name, ")") {
-		return strings.TrimSuffix(name, ")") + ", in a container)"
+		return strings.TrimSuffix(name, ")") + ", " + where + ")"
 	}
-	return name + " (in a container)"
+	return name + " (" + where + ")"
 }
 
 // HostPeer is the name of the same put on the host.
@@ -242,7 +254,11 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 	cgroup := fmt.Sprintf("buildah-image-resource-bench-%d-%s", os.Getpid(), filepath.Base(s.Dir))
 	s.Watch(filepath.Join(c.Host.cgroupRoot, cgroup))
 	s.Defer(func() { removeCgroupEverywhere(cgroup) })
-	args := c.Host.runArgs(name, cgroup, s.Dir, "/opt/resource/out", containerWorkDir)
+	flags := ContainerFlags
+	if c.Unprivileged {
+		flags = UnprivilegedFlags
+	}
+	args := c.Host.runArgs(name, cgroup, s.Dir, flags, "/opt/resource/out", containerWorkDir)
 	cmd := s.Outside(ctx, c.Host.Docker[0], args...)
 	var stdout bytes.Buffer
 	cmd.Stdin, cmd.Stdout = bytes.NewReader(request), &stdout
@@ -264,9 +280,9 @@ func (c InContainer) Put(ctx context.Context, s *Step, job Job) error {
 // command run under the image's busybox time, which writes its elapsed time and max RSS (kB, with
 // its children's) to maxRSSFile in the work dir: how much of the put is out's own, and the floor
 // of its peak, as GNU time gives it on the host.
-func (h *ContainerHost) runArgs(name, cgroup, workDir string, command ...string) []string {
+func (h *ContainerHost) runArgs(name, cgroup, workDir string, flags []string, command ...string) []string {
 	args := slices.Concat(h.Docker[1:], []string{"run", "--rm", "--interactive", "--name", name, "--cgroup-parent", "/" + cgroup},
-		ContainerFlags, []string{"--volume", workDir + ":" + containerWorkDir})
+		flags, []string{"--volume", workDir + ":" + containerWorkDir})
 	for _, env := range ConcourseEnv {
 		args = append(args, "--env", env)
 	}

@@ -424,7 +424,7 @@ func (rep *Report) pairs() []pair {
 			switch r := &t.Rows[i]; {
 			case r.Peer == ours:
 				p.Host = r
-			case r.Of == ours:
+			case r.Of == ours && p.Container == nil: // not the unprivileged one, which follows it
 				p.Container = r
 			}
 		}

@@ -1,5 +1,6 @@
-// Package build builds a Dockerfile with the buildah library (chroot
-// isolation) into a private containers-storage under a work directory, and
+// Package build builds a Dockerfile with the buildah library (chroot isolation, or the
+// resource's own runtime, pkg/sandbox, where the container may not mount) into a private
+// containers-storage under a work directory, and
 // hands the result back as a go-containerregistry image ready to push.
 //
 // It is the only package of the project that imports buildah and
@@ -33,12 +34,17 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/access"
 	"github.com/imagesmith/buildah-image-resource/pkg/dockerfile"
 	"github.com/imagesmith/buildah-image-resource/pkg/imageconfig"
+	"github.com/imagesmith/buildah-image-resource/pkg/sandbox"
 	"github.com/sirupsen/logrus"
 )
 
 // Reexec must be called first in main; if it returns true, the process was
-// re-executed by buildah (chroot isolation, copier) and main must return.
+// re-executed by buildah (chroot isolation, copier) and main must return. Run as the sandbox
+// runtime (see isolation), it does not return.
 func Reexec() bool {
+	if filepath.Base(os.Args[0]) == sandbox.Name {
+		os.Exit(sandbox.Main(os.Args[1:], os.Stderr))
+	}
 	return buildah.InitReexec()
 }
 
@@ -62,6 +68,9 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
+	// Sandbox runs RUN steps with the resource's own runtime (pkg/sandbox) even where chroot
+	// isolation would work; where it would not, they always do.
+	Sandbox bool
 	// CacheImage, when set, is an earlier image of this build whose leading steps of the final
 	// stage are reused (see CacheImage).
 	CacheImage *CacheImage
@@ -267,7 +276,6 @@ func buildahOptions(opts Options, env *environment, out io.Writer) (define.Build
 	buildOpts := define.BuildOptions{
 		ContextDirectory: opts.ContextDir,
 		PullPolicy:       define.PullIfMissing, // a loaded base is never looked up in a registry
-		Isolation:        define.IsolationChroot,
 		Args:             maps.Clone(opts.BuildArgs),
 		Target:           opts.Target,
 		Annotations:      annotations,
@@ -291,6 +299,7 @@ func buildahOptions(opts Options, env *environment, out io.Writer) (define.Build
 		MaxPullPushRetries:      2,
 		PullPushRetryDelay:      2 * time.Second,
 	}
+	env.isolation.apply(&buildOpts)
 	if opts.Platform != "" {
 		withPlatform(&buildOpts, env)
 	}

@@ -71,6 +71,9 @@ func build(t *testing.T, name string, opts Options) (*Result, string) {
 	opts.Stderr = &out
 	opts.Log = logrus.New()
 	opts.Log.SetOutput(&out)
+	if os.Getenv("BUILD_TEST_SANDBOX") != "" {
+		opts.Sandbox = true
+	}
 	res, err := Build(context.Background(), parsed(t, opts))
 	t.Logf("build output:\n%s", out.String())
 	if err != nil {
@@ -301,7 +304,8 @@ func TestBuildFailingStepReportsIt(t *testing.T) {
 	log.SetOutput(&out)
 	_, err := Build(context.Background(), parsed(t, Options{
 		ContextDir: dir, Dockerfile: filepath.Join(dir, "Dockerfile"), WorkDir: work, Stderr: &out, Log: log,
-		Bases: []Base{{Names: []string{"docker.io/library/busybox:latest"}, Transport: "oci-archive", Path: bb.ociArchive, Image: bb.image}},
+		Bases:   []Base{{Names: []string{"docker.io/library/busybox:latest"}, Transport: "oci-archive", Path: bb.ociArchive, Image: bb.image}},
+		Sandbox: os.Getenv("BUILD_TEST_SANDBOX") != "",
 	}))
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("error = %v, want the RUN's exit status", err)

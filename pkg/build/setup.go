@@ -28,6 +28,7 @@ type environment struct {
 	ulimits      []string
 	secrets      []string
 	pulls        bool // a FROM is not a loaded base: the build pulls it
+	isolation    isolation
 }
 
 func newEnvironment(dir string, opts Options) (*environment, error) {
@@ -50,6 +51,9 @@ func newEnvironment(dir string, opts Options) (*environment, error) {
 		return nil, fmt.Errorf("build options: unknown manifest format %q (want oci or docker)", opts.ManifestFormat)
 	}
 	var err error
+	if env.isolation, err = chooseIsolation(dir, opts.Sandbox, opts.Log); err != nil {
+		return nil, err
+	}
 	if env.ulimits, err = currentUlimits(); err != nil {
 		return nil, err
 	}

@@ -150,7 +150,14 @@ func removeStaleImages(t *testing.T, bases ...string) {
 // temporary file, and stops it when the test ends.
 func startDocker(t *testing.T) {
 	t.Helper()
-	if dockerAnswers() {
+	startDaemon(t, "")
+}
+
+// startDaemon makes sure the Docker daemon at host ("" = the default one) answers, starting
+// dockerd with args when none does.
+func startDaemon(t *testing.T, host string, args ...string) {
+	t.Helper()
+	if dockerAnswers(host) {
 		return
 	}
 	logPath := filepath.Join(t.TempDir(), "dockerd.log")
@@ -159,7 +166,7 @@ func startDocker(t *testing.T) {
 		t.Fatalf("creating the dockerd log: %v", err)
 	}
 	defer logFile.Close()
-	dockerd := exec.Command("dockerd")
+	dockerd := exec.Command("dockerd", args...)
 	dockerd.Stdout, dockerd.Stderr = logFile, logFile
 	if err := dockerd.Start(); err != nil {
 		t.Fatalf("starting dockerd: %v", err)
@@ -168,10 +175,10 @@ func startDocker(t *testing.T) {
 	go func() { dockerd.Wait(); close(exited) }()
 	t.Cleanup(func() { stopDockerd(t, dockerd, exited) })
 
-	for deadline := time.Now().Add(dockerdStartTimeout); !dockerAnswers(); {
+	for deadline := time.Now().Add(dockerdStartTimeout); !dockerAnswers(host); {
 		select {
 		case <-exited:
-			if dockerAnswers() { // another test process started one meanwhile
+			if dockerAnswers(host) { // another test process started one meanwhile
 				return
 			}
 			t.Fatalf("dockerd exited (%v); its log:\n%s", dockerd.ProcessState, tail(logPath))
@@ -181,12 +188,21 @@ func startDocker(t *testing.T) {
 			t.Fatalf("dockerd did not answer within %s; its log:\n%s", dockerdStartTimeout, tail(logPath))
 		}
 	}
-	t.Logf("started dockerd (pid %d), logging to %s", dockerd.Process.Pid, logPath)
+	t.Logf("started dockerd %s (pid %d), logging to %s", strings.Join(args, " "), dockerd.Process.Pid, logPath)
 }
 
-func dockerAnswers() bool {
-	_, err := bounded(30*time.Second, "docker", "info")
+// dockerAnswers says whether the daemon at host ("" = the default one) answers.
+func dockerAnswers(host string) bool {
+	_, err := bounded(30*time.Second, "docker", append(daemonFlags(host), "info")...)
 	return err == nil
+}
+
+// daemonFlags are docker's global flags naming the daemon at host ("" = the default one).
+func daemonFlags(host string) []string {
+	if host == "" {
+		return nil
+	}
+	return []string{"--host", host}
 }
 
 // stopDockerd stops the dockerd this test started: SIGTERM (it stops its containerd too), SIGKILL
@@ -371,19 +387,33 @@ func runResource(t *testing.T, image, bin string, request any, dir string) testh
 // the command (e.g. sh -c script sh), nil for none.
 func runResourceWith(t *testing.T, image, bin string, request any, dir string, flags, wrapper []string) testharness.Result {
 	t.Helper()
+	return runContainer(t, container{image: image, flags: flags, wrapper: wrapper}, bin, request, dir)
+}
+
+// container says how a resource container runs: on the daemon at host ("" = the default one),
+// from image, with docker run's flags and a wrapper around the command (nil for none).
+type container struct {
+	host, image    string
+	flags, wrapper []string
+}
+
+// runContainer runs /opt/resource/<bin> as runResource does, in the container c describes.
+func runContainer(t *testing.T, c container, bin string, request any, dir string) testharness.Result {
+	t.Helper()
 	stdin, err := json.Marshal(request)
 	if err != nil {
 		t.Fatalf("encoding the %s request: %v", bin, err)
 	}
 	name := fmt.Sprintf("buildah-image-resource-test-%d-%d", os.Getpid(), containers.Add(1))
-	args := append([]string{"run", "--rm", "--interactive", "--name", name}, flags...)
-	command := append(slices.Clone(wrapper), "/opt/resource/"+bin)
+	args := append(daemonFlags(c.host), "run", "--rm", "--interactive", "--name", name)
+	args = append(args, c.flags...)
+	command := append(slices.Clone(c.wrapper), "/opt/resource/"+bin)
 	if dir != "" {
 		workDir := map[string]string{"in": "/tmp/build/get", "out": "/tmp/build/put"}[bin]
 		args = append(args, "--volume", dir+":"+workDir)
 		command = append(command, workDir)
 	}
-	args = append(append(args, image), command...)
+	args = append(append(args, c.image), command...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), testharness.RunTimeout)
 	defer cancel()
@@ -397,7 +427,7 @@ func runResourceWith(t *testing.T, image, bin string, request any, dir string, f
 	var exitErr *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		bounded(dockerCmdTimeout, "docker", "rm", "--force", name)
+		bounded(dockerCmdTimeout, "docker", append(daemonFlags(c.host), "rm", "--force", name)...)
 		t.Fatalf("%s did not finish within %s", bin, testharness.RunTimeout)
 	case errors.As(err, &exitErr):
 		result.ExitCode = exitErr.ExitCode()

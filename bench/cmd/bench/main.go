@@ -41,6 +41,7 @@ func main() {
 	shapeDelay := flag.Duration("shape-delay", bench.DefaultShapeDelay, "with -shape: delay added to every registry request")
 	shapeRate := flag.Float64("shape-rate", bench.DefaultShapeRate/1e6, "with -shape: MB/s of every registry stream")
 	inContainer := flag.Bool("in-container", true, "also run ours in the resource image with docker run (a dockerd of the harness's own)")
+	unprivileged := flag.Bool("unprivileged", true, "with -in-container, also run ours in an unprivileged container (S1-S3)")
 	moduleRoot := flag.String("module-root", ".", "this repository, whose sources the resource image is built from")
 	command := flag.String("command", "", "how the run was started, for the report (bench/run gives it)")
 	flag.Parse()
@@ -50,7 +51,7 @@ func main() {
 	}
 	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
 		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full", packages: *packages,
-		peers: strings.Split(*tools, ","), inContainer: *inContainer, moduleRoot: *moduleRoot, command: *command}
+		peers: strings.Split(*tools, ","), inContainer: *inContainer, unprivileged: *unprivileged, moduleRoot: *moduleRoot, command: *command}
 	if *only != "" {
 		cfg.only = strings.Split(*only, ",")
 		if err := checkScenarios(cfg.only); err != nil {
@@ -78,7 +79,7 @@ type config struct {
 	bases, only, peers                                      []string
 	reps, fan, blobMB                                       int
 	link                                                    bench.Shape // the registry's link (-shape); zero: loopback
-	inContainer                                             bool
+	inContainer, unprivileged                               bool
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -131,7 +132,7 @@ func run(ctx context.Context, cfg config) error {
 	oursCM := bench.Ours{Bin: cfg.bin, UseGet: true, CacheMounts: true}
 	runner := &bench.Runner{Registry: reg, Mirror: mirror, Work: work, Cgroup: cgroup, LogDir: logDir, Reps: cfg.reps,
 		FanOut: cfg.fan, BlobMB: cfg.blobMB, Packages: cfg.packages, Only: cfg.only, Progress: os.Stderr,
-		Peers:    slices.Concat(withContainer(ours, host), peers),
+		Peers:    slices.Concat(withContainer(ours, host), unprivilegedPeer(ours, host, cfg.unprivileged), peers),
 		FanPeers: slices.Concat(withContainer(ours, host), peers, []bench.Peer{bench.Ours{Bin: cfg.bin}}),
 		PkgPeers: slices.Concat(withContainer(oursCM, host), []bench.Peer{ours})}
 	runner.PlatformPeers = []bench.Peer{ours}
@@ -214,6 +215,15 @@ func startContainerHost(ctx context.Context, cfg config, dir string) (*bench.Con
 	fmt.Fprintf(os.Stderr, "bench: container host ready in %s (%s; empty container %s)\n",
 		time.Since(started).Round(time.Second), host.Info, host.StartMedian().Round(time.Millisecond))
 	return host, ""
+}
+
+// unprivilegedPeer is p in an unprivileged container, when there is a container host and it is
+// asked for.
+func unprivilegedPeer(p bench.Ours, host *bench.ContainerHost, asked bool) []bench.Peer {
+	if host == nil || !asked {
+		return nil
+	}
+	return []bench.Peer{bench.InContainer{Ours: p, Host: host, Unprivileged: true}}
 }
 
 // withContainer is p, followed by p in a container when there is a container host.
