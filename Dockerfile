@@ -33,6 +33,8 @@ RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
     fi
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces buildah with the patched copy there (third_party/buildah/PATCHES).
+COPY third_party/ third_party/
 RUN go mod download
 # Compile the heavy dependencies before the sources arrive: a change of the sources then rebuilds
 # only this module (seconds, not minutes). Same tags as below, or the cache is not reused.
