@@ -6,10 +6,10 @@
 // A step runs chrooted into its root file system as its user. What runc would mount is put in
 // place and taken back, so that the step's layer holds only what the step wrote: bind-mounted
 // files (secrets, /etc/hosts, /etc/resolv.conf) have their content swapped in, bind-mounted
-// directories (cache mounts) are moved in, tmpfs directories start empty, and /dev gets
-// ordinary files standing in for null, zero, random and urandom (no device can be made here).
-// /proc and /sys stay empty. Namespaces, capabilities and rlimits of the config are not
-// applied, since none can be here.
+// directories (cache mounts) are moved in, tmpfs directories start empty, and /dev gets null,
+// zero, random, urandom and the like: the devices where the container may make them, else
+// stand-ins that read and write as they do (devices.go). /proc and /sys stay as the image has
+// them. Namespaces, capabilities and rlimits of the config are not applied, since none can be.
 package sandbox
 
 import (
