@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +86,9 @@ func TestStageFetchesLayersInParallelWithinTheBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := staged.Wait(); err != nil {
+		t.Fatal(err)
+	}
 	if g.most != 3 {
 		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.most)
 	}
@@ -126,11 +130,85 @@ func (i flippedImage) Layers() ([]v1.Layer, error) {
 func TestStageRefusesWrongBytesAndLeavesNothing(t *testing.T) {
 	img := testharness.MultiLayerImage(t, 3, 16<<10)
 	parent := t.TempDir()
-	_, err := imagefile.Stage(flippedImage{img}, parent, 2)
+	staged, err := imagefile.Stage(flippedImage{img}, parent, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = staged.Wait()
+	staged.Close()
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("want a refusal, got %v", err)
 	}
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
 		t.Fatalf("a failed stage left %v", entries)
 	}
+}
+
+// heldLayer's stream opens only once release is closed (or a generous deadline passed, so a
+// failing test never hangs); opened says it has.
+type heldLayer struct {
+	v1.Layer
+	release chan struct{}
+	opened  *atomic.Bool
+}
+
+func (l heldLayer) Compressed() (io.ReadCloser, error) {
+	select {
+	case <-l.release:
+	case <-time.After(10 * time.Second):
+	}
+	l.opened.Store(true)
+	return l.Layer.Compressed()
+}
+
+type heldImage struct {
+	v1.Image
+	last v1.Hash
+	held heldLayer
+}
+
+func (i heldImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	if h == i.last {
+		i.held.Layer = l
+		return i.held, err
+	}
+	return l, err
+}
+
+// A staged layer can be read (unpacked, copied) while later layers are still on their way.
+func TestStagedLayerIsReadableBeforeTheLastArrives(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 3, 16<<10)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := layers[len(layers)-1].Digest()
+	release, opened := make(chan struct{}), new(atomic.Bool)
+	staged, err := imagefile.Stage(heldImage{img, last, heldLayer{release: release, opened: opened}}, t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer staged.Close()
+	stagedLayers, err := staged.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := stagedLayers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := v1.SHA256(rc)
+	rc.Close()
+	if opened.Load() {
+		t.Fatal("the first layer was readable only once the last one was on its way")
+	}
+	close(release)
+	if want, _ := layers[0].Digest(); err != nil || got != want {
+		t.Fatalf("first layer read as %s (%v), want %s", got, err, want)
+	}
+	if err := staged.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	assertSameImage(t, img, staged.Image)
 }

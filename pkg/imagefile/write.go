@@ -1,9 +1,6 @@
 package imagefile
 
 import (
-	"archive/tar"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,105 +14,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/checked"
 )
 
-const ociLayoutFile = `{"imageLayoutVersion":"1.0.0"}`
-
-// WriteOCIArchive writes img as an OCI layout packed in a tar at path, its layers streamed as
-// stored (same compressed digests). index.json names it refName. The file appears only when whole.
-func WriteOCIArchive(path string, img v1.Image, refName string) error {
-	return writeAtomically(path, func(w io.Writer) error {
-		tw := tar.NewWriter(w)
-		if err := writeOCIEntries(tw, img, refName); err != nil {
-			return err
-		}
-		return tw.Close()
-	})
-}
-
-func writeOCIEntries(tw *tar.Writer, img v1.Image, refName string) error {
-	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
-			return err
-		}
-	}
-	if err := writeEntry(tw, "oci-layout", []byte(ociLayoutFile)); err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("list layers: %w", err)
-	}
-	for _, l := range layers {
-		if err := writeLayer(tw, l); err != nil {
-			return err
-		}
-	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return fmt.Errorf("read manifest: %w", err)
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return err
-	}
-	for _, blob := range [][]byte{config, manifest} {
-		h, _, _ := v1.SHA256(bytes.NewReader(blob))
-		if err := writeEntry(tw, blobPath(h), blob); err != nil {
-			return err
-		}
-	}
-	desc := v1.Descriptor{MediaType: mt, Size: int64(len(manifest))}
-	desc.Digest, _, _ = v1.SHA256(bytes.NewReader(manifest))
-	if refName != "" {
-		desc.Annotations = map[string]string{RefNameAnnotation: refName}
-	}
-	index, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{desc}})
-	if err != nil {
-		return err
-	}
-	return writeEntry(tw, "index.json", index)
-}
-
-func writeLayer(tw *tar.Writer, l v1.Layer) error {
-	digest, err := l.Digest()
-	if err != nil {
-		return fmt.Errorf("layer digest: %w", err)
-	}
-	size, err := l.Size()
-	if err != nil {
-		return fmt.Errorf("layer %s size: %w", digest, err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
-	}
-	defer rc.Close()
-	if err := tw.WriteHeader(&tar.Header{Name: blobPath(digest), Mode: 0o644, Size: size, ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if n, err := io.Copy(tw, rc); err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
-	} else if n != size {
-		return fmt.Errorf("layer %s: got %d bytes, the manifest says %d", digest, n, size)
-	}
-	return nil
-}
-
 var epoch = time.Unix(0, 0)
-
-func writeEntry(tw *tar.Writer, name string, data []byte) error {
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	_, err := tw.Write(data)
-	return err
-}
 
 // WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in
 // index.json. Blobs found in the seed blob directories (blobs/<algorithm>/<hex>, e.g. a Staged
@@ -215,12 +118,8 @@ func verifyBlobs(blobs string) error {
 			return err
 		}
 		defer f.Close()
-		got, _, err := v1.SHA256(f)
-		if err != nil {
-			return err
-		}
-		if got != want {
-			return fmt.Errorf("blob %s: the bytes received hash to %s: refused", want, got)
+		if err := checked.Copy(io.Discard, f, want, checked.Unknown); err != nil {
+			return fmt.Errorf("blob %w", err)
 		}
 		return nil
 	})
