@@ -91,9 +91,6 @@ func StageArchive(img v1.Image, path, refName string, jobs int) (*Staged, error)
 	return s, nil
 }
 
-// Blobs is the blob directory of a Stage (blobs/sha256/<hex>), for linking into an OCI layout.
-func (s *Staged) Blobs() string { return filepath.Join(s.dir, "blobs") }
-
 // Wait waits for every fetch to end and returns the first failure.
 func (s *Staged) Wait() error {
 	<-s.fetched

@@ -21,10 +21,10 @@ import (
 var epoch = time.Unix(0, 0)
 
 // WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in
-// index.json. Blobs found in the seed blob directories (blobs/<algorithm>/<hex>, e.g. a Staged
-// image's) are linked in rather than read again. The layout is written beside dir and renamed to
-// dir only when every blob in it matches its digest, so a failed or tampered download leaves nothing.
-func WriteOCILayout(dir string, item any, refName string, seeds ...string) (err error) {
+// index.json. The blobs of staged (nil for none), checked already, are linked in rather than read
+// again. The layout is written beside dir and renamed to dir only when every other blob in it
+// matches its digest, so a failed or tampered download leaves nothing.
+func WriteOCILayout(dir string, item any, refName string, staged *Staged) (err error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+"-*")
 	if err != nil {
 		return err
@@ -34,15 +34,19 @@ func WriteOCILayout(dir string, item any, refName string, seeds ...string) (err 
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, seed := range seeds {
-		if err := linkBlobs(seed, filepath.Join(tmp, "blobs")); err != nil {
+	linked := map[string]bool{}
+	if staged != nil && staged.dir != "" {
+		if err := staged.Wait(); err != nil {
+			return fmt.Errorf("write layout %s: %w", dir, err)
+		}
+		if linked, err = linkBlobs(filepath.Join(staged.dir, "blobs"), filepath.Join(tmp, "blobs")); err != nil {
 			return fmt.Errorf("write layout %s: %w", dir, err)
 		}
 	}
 	if err := writeLayout(tmp, item, refName); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
-	if err := verifyBlobs(filepath.Join(tmp, "blobs")); err != nil {
+	if err := verifyBlobs(filepath.Join(tmp, "blobs"), linked); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -70,9 +74,11 @@ func writeLayout(dir string, item any, refName string) error {
 	}
 }
 
-// linkBlobs hard-links (or, across file systems, copies) every blob under from into to.
-func linkBlobs(from, to string) error {
-	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+// linkBlobs hard-links (or, across file systems, copies) every blob under from into to, and
+// says which files it made.
+func linkBlobs(from, to string) (map[string]bool, error) {
+	made := map[string]bool{}
+	return made, filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return err
 		}
@@ -84,10 +90,13 @@ func linkBlobs(from, to string) error {
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return err
 		}
-		if os.Link(path, target) == nil {
-			return nil
+		if os.Link(path, target) != nil {
+			if err := copyFile(path, target); err != nil {
+				return err
+			}
 		}
-		return copyFile(path, target)
+		made[target] = true
+		return nil
 	})
 }
 
@@ -103,10 +112,11 @@ func copyFile(from, to string) error {
 	})
 }
 
-// verifyBlobs checks that every file under blobs/<algorithm>/ hashes to its name.
-func verifyBlobs(blobs string) error {
+// verifyBlobs checks that every file under blobs/<algorithm>/ but those checked before hashes
+// to its name.
+func verifyBlobs(blobs string, checkedBefore map[string]bool) error {
 	return filepath.WalkDir(blobs, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || checkedBefore[path] {
 			return err
 		}
 		want, err := v1.NewHash(filepath.Base(filepath.Dir(path)) + ":" + d.Name())

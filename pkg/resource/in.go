@@ -209,7 +209,7 @@ func writeLayout(dir string, staged *imagefile.Staged, fetched *registry.Fetched
 		}
 		item = fetched.Index // the whole index, every platform
 	}
-	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref, staged.Blobs())
+	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref, staged)
 }
 
 // writeFilesystems writes rootfs/ (format: rootfs, rootfs: true) and then rootfs.tar from it
