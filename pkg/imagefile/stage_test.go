@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,35 +15,9 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
-// gate counts the layers being read at once; each read waits until want are open together (or
-// a generous deadline passes, so a failure never hangs), which proves they were fetched in parallel.
-type gate struct {
-	mu         sync.Mutex
-	open, most int
-	want       int
-	all        chan struct{}
-	once       sync.Once
-}
-
-func (g *gate) enter() {
-	g.mu.Lock()
-	g.open++
-	g.most = max(g.most, g.open)
-	if g.open == g.want {
-		g.once.Do(func() { close(g.all) })
-	}
-	g.mu.Unlock()
-	select {
-	case <-g.all:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-func (g *gate) leave() { g.mu.Lock(); g.open--; g.mu.Unlock() }
-
 type gatedImage struct {
 	v1.Image
-	gate *gate
+	gate *testharness.Gate
 }
 
 func (i gatedImage) Layers() ([]v1.Layer, error) {
@@ -62,13 +35,13 @@ func (i gatedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 
 type gatedLayer struct {
 	v1.Layer
-	gate *gate
+	gate *testharness.Gate
 }
 
 func (l gatedLayer) Compressed() (io.ReadCloser, error) {
-	l.gate.enter()
+	l.gate.Enter()
 	rc, err := l.Layer.Compressed()
-	return readCloser{rc, l.gate.leave}, err
+	return readCloser{rc, l.gate.Leave}, err
 }
 
 type readCloser struct {
@@ -80,7 +53,7 @@ func (r readCloser) Close() error { r.done(); return r.ReadCloser.Close() }
 
 func TestStageFetchesLayersInParallelWithinTheBound(t *testing.T) {
 	img := testharness.MultiLayerImage(t, 6, 64<<10)
-	g := &gate{want: 3, all: make(chan struct{})}
+	g := testharness.NewGate(3)
 	parent := t.TempDir()
 	staged, err := imagefile.Stage(gatedImage{Image: img, gate: g}, parent, 3)
 	if err != nil {
@@ -89,8 +62,8 @@ func TestStageFetchesLayersInParallelWithinTheBound(t *testing.T) {
 	if err := staged.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if g.most != 3 {
-		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.most)
+	if g.Most() != 3 {
+		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.Most())
 	}
 	assertSameImage(t, img, staged.Image)
 	if err := staged.Close(); err != nil {
