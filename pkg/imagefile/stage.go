@@ -31,7 +31,7 @@ type Staged struct {
 	blobs   map[v1.Hash]*stagedBlob
 	fetched chan struct{} // closed when every fetch has ended
 	err     error         // the first fetch that failed, once fetched is closed
-	stop    atomic.Bool   // set by Close: fetches not started yet are not started
+	stop    atomic.Bool   // set by the first failure and by Close: no more fetches start
 
 	dir     string       // Stage: the blob directory
 	archive *stagingFile // StageArchive: the archive being written
@@ -51,12 +51,16 @@ var errStopped = errors.New("stopped")
 // config alongside. Each blob is written to a temporary name and renamed only once its bytes
 // matched the manifest's digest and size. The returned image has img's manifest and reads its
 // blobs from the directory. Close removes it.
-func Stage(img v1.Image, parent string, jobs int) (staged *Staged, err error) {
+func Stage(img v1.Image, parent string, jobs int) (*Staged, error) {
+	m, err := readManifest(img)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp(parent, ".blobs-*")
 	if err != nil {
 		return nil, err
 	}
-	s, err := stage(img, dirBlobs(dir), putFile(dir), jobs)
+	s, err := stage(img, m, dirBlobs(dir), putFile(dir), jobs)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -82,7 +86,7 @@ func StageArchive(img v1.Image, path, refName string, jobs int) (*Staged, error)
 	if err != nil {
 		return nil, err
 	}
-	s, err := stage(img, file.blobs(), file.put, jobs)
+	s, err := stage(img, m, file.blobs(), file.put, jobs)
 	if err != nil {
 		file.discard()
 		return nil, err
@@ -119,11 +123,7 @@ func (s *Staged) Close() error {
 // stage starts the fetches: the config, and the layers (each distinct digest once) in the
 // manifest's order, jobs at a time. Layers are opened by digest, so no fetch waits for the config
 // (go-containerregistry's Layers reads it first).
-func stage(img v1.Image, store blobStore, put func(v1.Descriptor, io.Reader) error, jobs int) (*Staged, error) {
-	m, err := readManifest(img)
-	if err != nil {
-		return nil, err
-	}
+func stage(img v1.Image, m imageManifest, store blobStore, put func(v1.Descriptor, io.Reader) error, jobs int) (*Staged, error) {
 	s := &Staged{blobs: map[v1.Hash]*stagedBlob{}, fetched: make(chan struct{})}
 	config := blobFetch{m.parsed.Config, func() (io.ReadCloser, error) {
 		data, err := img.RawConfigFile()
@@ -142,9 +142,11 @@ func stage(img v1.Image, store blobStore, put func(v1.Descriptor, io.Reader) err
 		s.blobs[desc.Digest] = &stagedBlob{done: make(chan struct{})}
 		layers = append(layers, blobFetch{desc, l.Compressed})
 	}
-	if s.Image, err = partial.CompressedToImage(&storedImage{store: waitingStore{store, s}, raw: m.raw, mediaType: m.mediaType, manifest: m.parsed}); err != nil {
+	stored, err := partial.CompressedToImage(&storedImage{store: waitingStore{store, s}, raw: m.raw, mediaType: m.mediaType, manifest: m.parsed})
+	if err != nil {
 		return nil, err
 	}
+	s.Image = stored
 	if jobs < 1 {
 		jobs = DefaultJobs
 	}

@@ -43,6 +43,9 @@ func WriteOCILayout(dir string, item any, refName string, staged *Staged) (err e
 			return fmt.Errorf("write layout %s: %w", dir, err)
 		}
 	}
+	if idx, ok := item.(v1.ImageIndex); ok {
+		item = lazyIndex{idx, staged}
+	}
 	if err := writeLayout(tmp, item, refName); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
@@ -53,6 +56,76 @@ func WriteOCILayout(dir string, item any, refName string, staged *Staged) (err e
 		return err
 	}
 	return os.Rename(tmp, dir)
+}
+
+// lazyIndex is an index to write as a layout where the blobs of staged (if any) are linked in
+// already: its staged image is read from the staging, and the layers of the others open their
+// streams only when first read (go-containerregistry's layout opens a layer's stream before it
+// sees that the blob is there already, which costs a download started for nothing).
+type lazyIndex struct {
+	index  // embedded under another name than its method ImageIndex
+	staged *Staged
+}
+
+type index = v1.ImageIndex
+
+func (i lazyIndex) Image(h v1.Hash) (v1.Image, error) {
+	if i.staged != nil {
+		if d, err := i.staged.Image.Digest(); err == nil && d == h {
+			return i.staged.Image, nil
+		}
+	}
+	img, err := i.index.Image(h)
+	return lazyImage{img}, err
+}
+
+func (i lazyIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := i.index.ImageIndex(h)
+	return lazyIndex{idx, i.staged}, err
+}
+
+type lazyImage struct{ v1.Image }
+
+func (i lazyImage) Layers() ([]v1.Layer, error) {
+	layers, err := i.Image.Layers()
+	for n, l := range layers {
+		layers[n] = lazyLayer{l}
+	}
+	return layers, err
+}
+
+func (i lazyImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	return lazyLayer{l}, err
+}
+
+type lazyLayer struct{ v1.Layer }
+
+func (l lazyLayer) Compressed() (io.ReadCloser, error) {
+	return &lazyReader{open: l.Layer.Compressed}, nil
+}
+
+type lazyReader struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+}
+
+func (r *lazyReader) Read(p []byte) (int, error) {
+	if r.rc == nil {
+		rc, err := r.open()
+		if err != nil {
+			return 0, err
+		}
+		r.rc = rc
+	}
+	return r.rc.Read(p)
+}
+
+func (r *lazyReader) Close() error {
+	if r.rc == nil {
+		return nil
+	}
+	return r.rc.Close()
 }
 
 func writeLayout(dir string, item any, refName string) error {
