@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -184,4 +185,22 @@ func TestStagedLayerIsReadableBeforeTheLastArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameImage(t, img, staged.Image)
+}
+
+// A blob that does not check out fails the archive, and nothing of it is left beside its path.
+func TestStageArchiveRefusesWrongBytesAndLeavesNothing(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 3, 16<<10)
+	dir := t.TempDir()
+	staged, err := imagefile.StageArchive(flippedImage{img}, filepath.Join(dir, "image.tar"), "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = staged.Keep()
+	staged.Close()
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a failed stage left %v", entries)
+	}
 }
