@@ -101,20 +101,31 @@ func (i flippedImage) Layers() ([]v1.Layer, error) {
 	return layers, err
 }
 
+// A blob that does not check out fails the stage, into a blob directory or an archive, and
+// nothing of it is left.
 func TestStageRefusesWrongBytesAndLeavesNothing(t *testing.T) {
 	img := testharness.MultiLayerImage(t, 3, 16<<10)
-	parent := t.TempDir()
-	staged, err := imagefile.Stage(flippedImage{img}, parent, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = staged.Wait()
-	staged.Close()
-	if err == nil || !strings.Contains(err.Error(), "refused") {
-		t.Fatalf("want a refusal, got %v", err)
-	}
-	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
-		t.Fatalf("a failed stage left %v", entries)
+	for name, stage := range map[string]func(img v1.Image, dir string) (*imagefile.Staged, error){
+		"Stage": func(img v1.Image, dir string) (*imagefile.Staged, error) { return imagefile.Stage(img, dir, 2) },
+		"StageArchive": func(img v1.Image, dir string) (*imagefile.Staged, error) {
+			return imagefile.StageArchive(img, filepath.Join(dir, "image.tar"), "", 2)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			staged, err := stage(flippedImage{img}, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = staged.Wait()
+			staged.Close()
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("want a refusal, got %v", err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Fatalf("a failed stage left %v", entries)
+			}
+		})
 	}
 }
 
@@ -185,22 +196,4 @@ func TestStagedLayerIsReadableBeforeTheLastArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameImage(t, img, staged.Image)
-}
-
-// A blob that does not check out fails the archive, and nothing of it is left beside its path.
-func TestStageArchiveRefusesWrongBytesAndLeavesNothing(t *testing.T) {
-	img := testharness.MultiLayerImage(t, 3, 16<<10)
-	dir := t.TempDir()
-	staged, err := imagefile.StageArchive(flippedImage{img}, filepath.Join(dir, "image.tar"), "", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = staged.Keep()
-	staged.Close()
-	if err == nil || !strings.Contains(err.Error(), "refused") {
-		t.Fatalf("want a refusal, got %v", err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Fatalf("a failed stage left %v", entries)
-	}
 }
