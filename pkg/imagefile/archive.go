@@ -61,8 +61,8 @@ func planArchive(m imageManifest, refName string) (*archivePlan, error) {
 		return nil, err
 	}
 	for _, desc := range append(append([]v1.Descriptor{}, m.parsed.Layers...), m.parsed.Config) {
-		if desc.Size < 0 {
-			return nil, fmt.Errorf("blob %s: size %d", desc.Digest, desc.Size)
+		if desc.Size < 0 || desc.Size > maxBlobSize {
+			return nil, fmt.Errorf("blob %s: the manifest declares %d bytes: refused", desc.Digest, desc.Size)
 		}
 		name := blobPath(desc.Digest)
 		if err := p.add(&tar.Header{Name: name, Mode: 0o644, Size: desc.Size, ModTime: epoch, Typeflag: tar.TypeReg}, nil); err != nil {
@@ -90,6 +90,11 @@ func planArchive(m imageManifest, refName string) (*archivePlan, error) {
 }
 
 const blockSize = 512
+
+// maxBlobSize bounds what a manifest may declare for one blob (a manifest of at most
+// registry.MaxManifestSize lists some ten thousand blobs: their places in the archive cannot
+// overflow).
+const maxBlobSize = 1 << 40
 
 func (p *archivePlan) addFile(name string, data []byte) error {
 	return p.add(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}, data)

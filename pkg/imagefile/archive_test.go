@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,4 +97,35 @@ func sequentialTar(t *testing.T, img v1.Image, refName string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// A manifest declaring an absurd blob size is refused before anything is fetched or written.
+func TestStageArchiveRefusesAbsurdSizes(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 1, 1000)
+	for _, size := range []int64{-1, 1 << 62} {
+		dir := t.TempDir()
+		_, err := imagefile.StageArchive(declaredSize{img, size}, filepath.Join(dir, "image.tar"), "", 1)
+		if err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("size %d: want a refusal, got %v", size, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("size %d: left %v", size, entries)
+		}
+	}
+}
+
+// declaredSize is an image whose manifest declares size bytes for its last layer.
+type declaredSize struct {
+	v1.Image
+	size int64
+}
+
+func (i declaredSize) Manifest() (*v1.Manifest, error) {
+	m, err := i.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Layers[len(m.Layers)-1].Size = i.size
+	return m, nil
 }
