@@ -416,6 +416,7 @@ func Median(puts []Measurement) Measurement {
 	m.Traffic.Up = int64(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Up) }))
 	m.Traffic.BlobGets = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.BlobGets) }))
 	m.Traffic.Uploads = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Uploads) }))
+	m.Traffic.Requests = int(median(puts, func(p Measurement) float64 { return float64(p.Traffic.Requests) }))
 	m.Mirror = int64(median(puts, func(p Measurement) float64 { return float64(p.Mirror) }))
 	m.Runs = int(median(puts, func(p Measurement) float64 { return float64(p.Runs) }))
 	m.Inner = time.Duration(median(puts, func(p Measurement) float64 { return float64(p.Inner) }))

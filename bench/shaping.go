@@ -25,10 +25,10 @@ type Shape struct {
 	Delay time.Duration
 	Rate  float64 // bytes per second per stream; 0: unlimited
 	// Streams, when set, counts the blob downloads in flight (G1's observed parallelism).
-	Streams *StreamGauge
+	Streams *StreamGauge `json:"-"`
 	// Trace, when set, gets one line per request once its response is written: start and end
 	// (wall clock, ms), method, path, response body bytes (where a get's time goes).
-	Trace io.Writer
+	Trace io.Writer `json:"-"`
 }
 
 // StreamGauge counts blob GETs in flight and remembers the most at once since its last Reset.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,7 +139,9 @@ func TestInPlatformsOfAnIndex(t *testing.T) {
 	digest := reg.PushIndex(t, reg.Ref("multi:latest"), idx)
 	version := api.Version{Digest: digest.String(), Tag: "latest"}
 
+	reg.ResetRequests()
 	dir, _ := get(t, source(reg, "multi"), version, map[string]any{"format": "oci-layout"})
+	assertEachBlobOnce(t, reg)
 	kept, err := layout.ImageIndexFromPath(filepath.Join(dir, "oci"))
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +154,22 @@ func TestInPlatformsOfAnIndex(t *testing.T) {
 	dir, _ = get(t, source(reg, "multi"), version, map[string]any{"platform": "linux/arm64", "format": "rootfs"})
 	if got := readFile(t, filepath.Join(dir, "rootfs/platform")); got != "linux/arm64" {
 		t.Fatalf("rootfs of linux/arm64 has /platform = %q", got)
+	}
+}
+
+// assertEachBlobOnce: no blob was downloaded twice since reg's requests were last reset.
+func assertEachBlobOnce(t *testing.T, reg *testharness.Registry) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, r := range reg.Requests() {
+		if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
+			seen[r.Path]++
+		}
+	}
+	for path, n := range seen {
+		if n != 1 {
+			t.Errorf("%s downloaded %d times, want once", path, n)
+		}
 	}
 }
 

@@ -112,7 +112,7 @@ func TestGetRefusesBytesThatAreNotTheDigest(t *testing.T) {
 			return body
 		})
 		for format, params := range map[string]map[string]any{
-			"format oci": {}, "format oci-layout": {"format": "oci-layout"}, "format rootfs": {"format": "rootfs"},
+			"format oci": {"format": "oci"}, "format oci-layout": {"format": "oci-layout"}, "format rootfs": {"format": "rootfs"},
 			"rootfs true": {"rootfs": true}, "save true": {"save": true},
 		} {
 			t.Run(how+"/"+format, func(t *testing.T) {
@@ -125,6 +125,9 @@ func TestGetRefusesBytesThatAreNotTheDigest(t *testing.T) {
 					if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
 						t.Errorf("%s is in the volume after a failed get", f)
 					}
+				}
+				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+					t.Errorf("a failed get left %v in the volume", entries)
 				}
 			})
 		}

@@ -2,54 +2,13 @@ package e2e
 
 import (
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
-
-// blobGate is a proxy in front of a registry that holds each blob download until want of them
-// are open at once (or a generous deadline passes, so a serial client fails instead of hanging),
-// and records the most it saw open together.
-type blobGate struct {
-	mu         sync.Mutex
-	open, most int
-	want       int
-	all        chan struct{}
-	once       sync.Once
-	config     string // not a layer: passed at once
-}
-
-func (g *blobGate) handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || strings.HasSuffix(r.URL.Path, g.config) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		g.mu.Lock()
-		g.open++
-		g.most = max(g.most, g.open)
-		if g.open >= g.want {
-			g.once.Do(func() { close(g.all) })
-		}
-		g.mu.Unlock()
-		select {
-		case <-g.all:
-		case <-time.After(10 * time.Second):
-		}
-		next.ServeHTTP(w, r)
-		g.mu.Lock()
-		g.open--
-		g.mu.Unlock()
-	})
-}
 
 // TestGetFetchesLayersInParallelOnce: a get of a 7-layer image with max_concurrent_downloads 3
 // has exactly 3 layer downloads open at once, and writes image.tar, image (save) and rootfs/
@@ -62,11 +21,8 @@ func TestGetFetchesLayersInParallelOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := &blobGate{want: 3, all: make(chan struct{}), config: config.String()}
-	target, _ := url.Parse("http://" + reg.Host)
-	proxy := httptest.NewServer(gate.handler(httputil.NewSingleHostReverseProxy(target)))
-	t.Cleanup(proxy.Close)
-	via := &testharness.Registry{Host: proxy.Listener.Addr().String(), Insecure: true}
+	gate := testharness.NewGate(3)
+	via := reg.WithBlobGate(t, gate, config)
 
 	reg.ResetRequests()
 	dir := t.TempDir()
@@ -78,23 +34,19 @@ func TestGetFetchesLayersInParallelOnce(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("exit %d", res.ExitCode)
 	}
-	if gate.most != 3 {
-		t.Errorf("%d layer downloads were open at once, want 3 (max_concurrent_downloads)", gate.most)
+	if gate.Most() != 3 {
+		t.Errorf("%d layer downloads were open at once, want 3 (max_concurrent_downloads)", gate.Most())
 	}
-	seen := map[string]int{}
+	assertEachBlobOnce(t, reg)
+	blobs := map[string]bool{}
 	for _, r := range reg.Requests() {
 		if r.Method == http.MethodGet && strings.Contains(r.Path, "/blobs/") {
-			seen[r.Path]++
-		}
-	}
-	for path, n := range seen {
-		if n != 1 {
-			t.Errorf("%s downloaded %d times, want once", path, n)
+			blobs[r.Path] = true
 		}
 	}
 	layers, _ := img.Layers()
-	if len(seen) != len(layers)+1 { // and the config
-		t.Errorf("%d blobs downloaded, want %d", len(seen), len(layers)+1)
+	if len(blobs) != len(layers)+1 { // and the config
+		t.Errorf("%d blobs downloaded, want %d", len(blobs), len(layers)+1)
 	}
 	for _, f := range []string{"image.tar", "image", "rootfs", "rootfs.tar", "metadata.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
@@ -116,11 +68,8 @@ func TestGetDownloadsBoundedByTheParam(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate := &blobGate{want: 6, all: make(chan struct{}), config: config.String()}
-	target, _ := url.Parse("http://" + reg.Host)
-	proxy := httptest.NewServer(gate.handler(httputil.NewSingleHostReverseProxy(target)))
-	t.Cleanup(proxy.Close)
-	via := &testharness.Registry{Host: proxy.Listener.Addr().String(), Insecure: true}
+	gate := testharness.NewGate(6)
+	via := reg.WithBlobGate(t, gate, config)
 	res := testharness.Run(t, "in", map[string]any{
 		"source":  source(via, "wide", "max_concurrent_downloads", 6),
 		"version": map[string]string{"digest": digest.String()},
@@ -129,7 +78,7 @@ func TestGetDownloadsBoundedByTheParam(t *testing.T) {
 	if res.ExitCode != 0 {
 		t.Fatalf("exit %d", res.ExitCode)
 	}
-	if gate.most != 6 {
-		t.Errorf("%d layer downloads were open at once, want 6 (max_concurrent_downloads)", gate.most)
+	if gate.Most() != 6 {
+		t.Errorf("%d layer downloads were open at once, want 6 (max_concurrent_downloads)", gate.Most())
 	}
 }

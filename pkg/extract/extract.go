@@ -25,6 +25,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/checked"
 )
 
 // Layers unpacks the layers, in order, into dest, which must not exist yet or be empty. The work
@@ -75,7 +77,7 @@ func applyLayer(root *os.Root, l v1.Layer) error {
 		return fmt.Errorf("%s: %w", digest, err)
 	}
 	defer rc.Close()
-	v, err := newVerifier(rc, digest, size)
+	v, err := checked.NewReader(rc, digest, size)
 	if err != nil {
 		return err
 	}
@@ -86,7 +88,7 @@ func applyLayer(root *os.Root, l v1.Layer) error {
 		plain.Close()
 	}
 	_, _ = io.Copy(io.Discard, v)
-	if verr := v.check(); verr != nil {
+	if verr := v.Check(); verr != nil {
 		return verr
 	}
 	if err != nil {

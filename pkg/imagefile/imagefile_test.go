@@ -77,7 +77,7 @@ func TestDockerArchiveRoundTripAndSavedName(t *testing.T) {
 func TestOCILayoutKeepsTheIndex(t *testing.T) {
 	idx := testharness.TwoPlatformIndex(t)
 	dir := filepath.Join(t.TempDir(), "oci")
-	if err := imagefile.WriteOCILayout(dir, idx, "r/multi:1"); err != nil {
+	if err := imagefile.WriteOCILayout(dir, idx, "r/multi:1", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, arch := range []string{"amd64", "arm64"} {

@@ -2,8 +2,10 @@
 // OCI layout directories, docker archives (docker save/load), root filesystems, and the
 // directories that this resource, registry-image-resource and docker-image-resource leave
 // behind after a get. Layers keep their compressed bytes; nothing is decompressed to be read.
-// Stage fetches an image's blobs once, in parallel and checked, into a private blob directory
-// every other file of a get is made from; root filesystems are unpacked by package extract.
+// Stage and StageArchive fetch an image's blobs once, in parallel and checked, into a private
+// blob directory or straight into the OCI archive being written; every other file of a get is
+// made from there, each blob read as soon as it has checked out. Root filesystems are unpacked
+// by package extract.
 package imagefile
 
 import (

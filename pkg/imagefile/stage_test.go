@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,35 +16,9 @@ import (
 	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
-// gate counts the layers being read at once; each read waits until want are open together (or
-// a generous deadline passes, so a failure never hangs), which proves they were fetched in parallel.
-type gate struct {
-	mu         sync.Mutex
-	open, most int
-	want       int
-	all        chan struct{}
-	once       sync.Once
-}
-
-func (g *gate) enter() {
-	g.mu.Lock()
-	g.open++
-	g.most = max(g.most, g.open)
-	if g.open == g.want {
-		g.once.Do(func() { close(g.all) })
-	}
-	g.mu.Unlock()
-	select {
-	case <-g.all:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-func (g *gate) leave() { g.mu.Lock(); g.open--; g.mu.Unlock() }
-
 type gatedImage struct {
 	v1.Image
-	gate *gate
+	gate *testharness.Gate
 }
 
 func (i gatedImage) Layers() ([]v1.Layer, error) {
@@ -61,13 +36,13 @@ func (i gatedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
 
 type gatedLayer struct {
 	v1.Layer
-	gate *gate
+	gate *testharness.Gate
 }
 
 func (l gatedLayer) Compressed() (io.ReadCloser, error) {
-	l.gate.enter()
+	l.gate.Enter()
 	rc, err := l.Layer.Compressed()
-	return readCloser{rc, l.gate.leave}, err
+	return readCloser{rc, l.gate.Leave}, err
 }
 
 type readCloser struct {
@@ -79,14 +54,17 @@ func (r readCloser) Close() error { r.done(); return r.ReadCloser.Close() }
 
 func TestStageFetchesLayersInParallelWithinTheBound(t *testing.T) {
 	img := testharness.MultiLayerImage(t, 6, 64<<10)
-	g := &gate{want: 3, all: make(chan struct{})}
+	g := testharness.NewGate(3)
 	parent := t.TempDir()
 	staged, err := imagefile.Stage(gatedImage{Image: img, gate: g}, parent, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.most != 3 {
-		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.most)
+	if err := staged.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if g.Most() != 3 {
+		t.Fatalf("at most %d layers were fetched at once, want 3 (the bound)", g.Most())
 	}
 	assertSameImage(t, img, staged.Image)
 	if err := staged.Close(); err != nil {
@@ -123,14 +101,99 @@ func (i flippedImage) Layers() ([]v1.Layer, error) {
 	return layers, err
 }
 
+// A blob that does not check out fails the stage, into a blob directory or an archive, and
+// nothing of it is left.
 func TestStageRefusesWrongBytesAndLeavesNothing(t *testing.T) {
 	img := testharness.MultiLayerImage(t, 3, 16<<10)
-	parent := t.TempDir()
-	_, err := imagefile.Stage(flippedImage{img}, parent, 2)
-	if err == nil || !strings.Contains(err.Error(), "refused") {
-		t.Fatalf("want a refusal, got %v", err)
+	for name, stage := range map[string]func(img v1.Image, dir string) (*imagefile.Staged, error){
+		"Stage": func(img v1.Image, dir string) (*imagefile.Staged, error) { return imagefile.Stage(img, dir, 2) },
+		"StageArchive": func(img v1.Image, dir string) (*imagefile.Staged, error) {
+			return imagefile.StageArchive(img, filepath.Join(dir, "image.tar"), "", 2)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			staged, err := stage(flippedImage{img}, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = staged.Wait()
+			staged.Close()
+			if err == nil || !strings.Contains(err.Error(), "refused") {
+				t.Fatalf("want a refusal, got %v", err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Fatalf("a failed stage left %v", entries)
+			}
+		})
 	}
-	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
-		t.Fatalf("a failed stage left %v", entries)
+}
+
+// heldLayer's stream opens only once release is closed (or a generous deadline passed, so a
+// failing test never hangs); opened says it has.
+type heldLayer struct {
+	v1.Layer
+	release chan struct{}
+	opened  *atomic.Bool
+}
+
+func (l heldLayer) Compressed() (io.ReadCloser, error) {
+	select {
+	case <-l.release:
+	case <-time.After(10 * time.Second):
 	}
+	l.opened.Store(true)
+	return l.Layer.Compressed()
+}
+
+type heldImage struct {
+	v1.Image
+	last v1.Hash
+	held heldLayer
+}
+
+func (i heldImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	if h == i.last {
+		i.held.Layer = l
+		return i.held, err
+	}
+	return l, err
+}
+
+// A staged layer can be read (unpacked, copied) while later layers are still on their way.
+func TestStagedLayerIsReadableBeforeTheLastArrives(t *testing.T) {
+	img := testharness.MultiLayerImage(t, 3, 16<<10)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := layers[len(layers)-1].Digest()
+	release, opened := make(chan struct{}), new(atomic.Bool)
+	staged, err := imagefile.Stage(heldImage{img, last, heldLayer{release: release, opened: opened}}, t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer staged.Close()
+	stagedLayers, err := staged.Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := stagedLayers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := v1.SHA256(rc)
+	rc.Close()
+	if opened.Load() {
+		t.Fatal("the first layer was readable only once the last one was on its way")
+	}
+	close(release)
+	if want, _ := layers[0].Digest(); err != nil || got != want {
+		t.Fatalf("first layer read as %s (%v), want %s", got, err, want)
+	}
+	if err := staged.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	assertSameImage(t, img, staged.Image)
 }

@@ -1,9 +1,6 @@
 package imagefile
 
 import (
-	"archive/tar"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,111 +14,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/checked"
 )
-
-const ociLayoutFile = `{"imageLayoutVersion":"1.0.0"}`
-
-// WriteOCIArchive writes img as an OCI layout packed in a tar at path, its layers streamed as
-// stored (same compressed digests). index.json names it refName. The file appears only when whole.
-func WriteOCIArchive(path string, img v1.Image, refName string) error {
-	return writeAtomically(path, func(w io.Writer) error {
-		tw := tar.NewWriter(w)
-		if err := writeOCIEntries(tw, img, refName); err != nil {
-			return err
-		}
-		return tw.Close()
-	})
-}
-
-func writeOCIEntries(tw *tar.Writer, img v1.Image, refName string) error {
-	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
-			return err
-		}
-	}
-	if err := writeEntry(tw, "oci-layout", []byte(ociLayoutFile)); err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("list layers: %w", err)
-	}
-	for _, l := range layers {
-		if err := writeLayer(tw, l); err != nil {
-			return err
-		}
-	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return fmt.Errorf("read manifest: %w", err)
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return err
-	}
-	for _, blob := range [][]byte{config, manifest} {
-		h, _, _ := v1.SHA256(bytes.NewReader(blob))
-		if err := writeEntry(tw, blobPath(h), blob); err != nil {
-			return err
-		}
-	}
-	desc := v1.Descriptor{MediaType: mt, Size: int64(len(manifest))}
-	desc.Digest, _, _ = v1.SHA256(bytes.NewReader(manifest))
-	if refName != "" {
-		desc.Annotations = map[string]string{RefNameAnnotation: refName}
-	}
-	index, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{desc}})
-	if err != nil {
-		return err
-	}
-	return writeEntry(tw, "index.json", index)
-}
-
-func writeLayer(tw *tar.Writer, l v1.Layer) error {
-	digest, err := l.Digest()
-	if err != nil {
-		return fmt.Errorf("layer digest: %w", err)
-	}
-	size, err := l.Size()
-	if err != nil {
-		return fmt.Errorf("layer %s size: %w", digest, err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
-	}
-	defer rc.Close()
-	if err := tw.WriteHeader(&tar.Header{Name: blobPath(digest), Mode: 0o644, Size: size, ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if n, err := io.Copy(tw, rc); err != nil {
-		return fmt.Errorf("layer %s: %w", digest, err)
-	} else if n != size {
-		return fmt.Errorf("layer %s: got %d bytes, the manifest says %d", digest, n, size)
-	}
-	return nil
-}
 
 var epoch = time.Unix(0, 0)
 
-func writeEntry(tw *tar.Writer, name string, data []byte) error {
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	_, err := tw.Write(data)
-	return err
-}
-
 // WriteOCILayout writes an image or a whole index as an OCI layout directory, named refName in
-// index.json. Blobs found in the seed blob directories (blobs/<algorithm>/<hex>, e.g. a Staged
-// image's) are linked in rather than read again. The layout is written beside dir and renamed to
-// dir only when every blob in it matches its digest, so a failed or tampered download leaves nothing.
-func WriteOCILayout(dir string, item any, refName string, seeds ...string) (err error) {
+// index.json. The blobs of staged (nil for none), checked already, are linked in rather than read
+// again. The layout is written beside dir and renamed to dir only when every other blob in it
+// matches its digest, so a failed or tampered download leaves nothing.
+func WriteOCILayout(dir string, item any, refName string, staged *Staged) (err error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+"-*")
 	if err != nil {
 		return err
@@ -131,21 +34,98 @@ func WriteOCILayout(dir string, item any, refName string, seeds ...string) (err 
 			os.RemoveAll(tmp)
 		}
 	}()
-	for _, seed := range seeds {
-		if err := linkBlobs(seed, filepath.Join(tmp, "blobs")); err != nil {
+	linked := map[string]bool{}
+	if staged != nil && staged.dir != "" {
+		if err := staged.Wait(); err != nil {
 			return fmt.Errorf("write layout %s: %w", dir, err)
 		}
+		if linked, err = linkBlobs(filepath.Join(staged.dir, "blobs"), filepath.Join(tmp, "blobs")); err != nil {
+			return fmt.Errorf("write layout %s: %w", dir, err)
+		}
+	}
+	if idx, ok := item.(v1.ImageIndex); ok {
+		item = lazyIndex{idx, staged}
 	}
 	if err := writeLayout(tmp, item, refName); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
-	if err := verifyBlobs(filepath.Join(tmp, "blobs")); err != nil {
+	if err := verifyBlobs(filepath.Join(tmp, "blobs"), linked); err != nil {
 		return fmt.Errorf("write layout %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dir)
+}
+
+// lazyIndex is an index to write as a layout where the blobs of staged (if any) are linked in
+// already: its staged image is read from the staging, and the layers of the others open their
+// streams only when first read (go-containerregistry's layout opens a layer's stream before it
+// sees that the blob is there already, which costs a download started for nothing).
+type lazyIndex struct {
+	index  // embedded under another name than its method ImageIndex
+	staged *Staged
+}
+
+type index = v1.ImageIndex
+
+func (i lazyIndex) Image(h v1.Hash) (v1.Image, error) {
+	if i.staged != nil {
+		if d, err := i.staged.Image.Digest(); err == nil && d == h {
+			return i.staged.Image, nil
+		}
+	}
+	img, err := i.index.Image(h)
+	return lazyImage{img}, err
+}
+
+func (i lazyIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := i.index.ImageIndex(h)
+	return lazyIndex{idx, i.staged}, err
+}
+
+type lazyImage struct{ v1.Image }
+
+func (i lazyImage) Layers() ([]v1.Layer, error) {
+	layers, err := i.Image.Layers()
+	for n, l := range layers {
+		layers[n] = lazyLayer{l}
+	}
+	return layers, err
+}
+
+func (i lazyImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := i.Image.LayerByDigest(h)
+	return lazyLayer{l}, err
+}
+
+type lazyLayer struct{ v1.Layer }
+
+func (l lazyLayer) Compressed() (io.ReadCloser, error) {
+	return &lazyReader{open: l.Layer.Compressed}, nil
+}
+
+type lazyReader struct {
+	open func() (io.ReadCloser, error)
+	rc   io.ReadCloser
+}
+
+func (r *lazyReader) Read(p []byte) (int, error) {
+	if r.rc == nil {
+		rc, err := r.open()
+		if err != nil {
+			return 0, err
+		}
+		r.rc = rc
+	}
+	return r.rc.Read(p)
+}
+
+func (r *lazyReader) Close() error {
+	if r.rc == nil {
+		return nil
+	}
+	return r.rc.Close()
 }
 
 func writeLayout(dir string, item any, refName string) error {
@@ -167,9 +147,11 @@ func writeLayout(dir string, item any, refName string) error {
 	}
 }
 
-// linkBlobs hard-links (or, across file systems, copies) every blob under from into to.
-func linkBlobs(from, to string) error {
-	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+// linkBlobs hard-links (or, across file systems, copies) every blob under from into to, and
+// says which files it made.
+func linkBlobs(from, to string) (map[string]bool, error) {
+	made := map[string]bool{}
+	return made, filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") {
 			return err
 		}
@@ -181,10 +163,13 @@ func linkBlobs(from, to string) error {
 		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 			return err
 		}
-		if os.Link(path, target) == nil {
-			return nil
+		if os.Link(path, target) != nil {
+			if err := copyFile(path, target); err != nil {
+				return err
+			}
 		}
-		return copyFile(path, target)
+		made[target] = true
+		return nil
 	})
 }
 
@@ -200,10 +185,11 @@ func copyFile(from, to string) error {
 	})
 }
 
-// verifyBlobs checks that every file under blobs/<algorithm>/ hashes to its name.
-func verifyBlobs(blobs string) error {
+// verifyBlobs checks that every file under blobs/<algorithm>/ but those checked before hashes
+// to its name.
+func verifyBlobs(blobs string, checkedBefore map[string]bool) error {
 	return filepath.WalkDir(blobs, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || checkedBefore[path] {
 			return err
 		}
 		want, err := v1.NewHash(filepath.Base(filepath.Dir(path)) + ":" + d.Name())
@@ -215,12 +201,8 @@ func verifyBlobs(blobs string) error {
 			return err
 		}
 		defer f.Close()
-		got, _, err := v1.SHA256(f)
-		if err != nil {
-			return err
-		}
-		if got != want {
-			return fmt.Errorf("blob %s: the bytes received hash to %s: refused", want, got)
+		if err := checked.Copy(io.Discard, f, want, checked.Unknown); err != nil {
+			return fmt.Errorf("blob %w", err)
 		}
 		return nil
 	})

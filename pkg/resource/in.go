@@ -142,24 +142,28 @@ func wanted(p api.InParams) outputs {
 
 // saveImage writes the files the params ask for, then metadata.json and docker_inspect.json.
 // The image's blobs cross the link once: fetched in parallel (source.max_concurrent_downloads at
-// a time), each checked against its digest, into a private directory of the volume that every
-// file is then made from, and that is removed at the end.
+// a time), each checked against its digest, into their places in image.tar (format oci) or else
+// into a private directory of the volume, removed at the end. Every file is made from there:
+// rootfs/ layer by layer as the layers arrive, the others once all have.
 func saveImage(dir string, params api.InParams, ref, digest string, fetched *registry.Fetched, jobs int, env Env) error {
 	metered, meter, err := progress.Image(fetched.Image, env.Log, "downloaded")
 	if err != nil {
 		return err
 	}
-	staged, err := imagefile.Stage(metered, dir, jobs)
+	out := wanted(params)
+	staged, err := stage(dir, metered, out, ref, jobs)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", ref, err)
 	}
 	defer staged.Close()
-	meter.Done()
-	out := wanted(params)
-	if err := writeArchives(dir, out, ref, fetched, staged); err != nil {
+	if err := writeFilesystems(dir, staged.Image, out); err != nil {
 		return err
 	}
-	if err := writeFilesystems(dir, staged.Image, out); err != nil {
+	if err := staged.Wait(); err != nil {
+		return fmt.Errorf("fetch %s: %w", ref, err)
+	}
+	meter.Done()
+	if err := writeArchives(dir, out, ref, fetched, staged); err != nil {
 		return err
 	}
 	if err := imagefile.WriteMetadata(dir, staged.Image); err != nil {
@@ -168,11 +172,20 @@ func saveImage(dir string, params api.InParams, ref, digest string, fetched *reg
 	return imagefile.WriteInspect(dir, staged.Image, ref, ref[:strings.LastIndex(ref, ":")], digest) // ref ends in ":tag"
 }
 
-// writeArchives writes image.tar (format oci), oci/ (format oci-layout) and image (save: true).
+// stage starts fetching the image's blobs: straight into image.tar when it is asked for.
+func stage(dir string, img v1.Image, out outputs, ref string, jobs int) (*imagefile.Staged, error) {
+	if out.ociArchive {
+		return imagefile.StageArchive(img, filepath.Join(dir, "image.tar"), ref, jobs)
+	}
+	return imagefile.Stage(img, dir, jobs)
+}
+
+// writeArchives writes image.tar (format oci: the staged archive, kept), oci/ (format
+// oci-layout) and image (save: true).
 func writeArchives(dir string, out outputs, ref string, fetched *registry.Fetched, staged *imagefile.Staged) error {
 	if out.ociArchive {
-		if err := imagefile.WriteOCIArchive(filepath.Join(dir, "image.tar"), staged.Image, ref); err != nil {
-			return err
+		if err := staged.Keep(); err != nil {
+			return fmt.Errorf("write %s: %w", filepath.Join(dir, "image.tar"), err)
 		}
 	}
 	if out.ociLayout {
@@ -196,7 +209,7 @@ func writeLayout(dir string, staged *imagefile.Staged, fetched *registry.Fetched
 		}
 		item = fetched.Index // the whole index, every platform
 	}
-	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref, staged.Blobs())
+	return imagefile.WriteOCILayout(filepath.Join(dir, "oci"), item, ref, staged)
 }
 
 // writeFilesystems writes rootfs/ (format: rootfs, rootfs: true) and then rootfs.tar from it

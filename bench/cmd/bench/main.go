@@ -32,6 +32,7 @@ func main() {
 	blob := flag.Int("blob-mb", 100, "MB the app's RUN writes")
 	smoke := flag.Bool("smoke", false, "one repetition, busybox base only, 2 fan-out puts, a 20 MB RUN output")
 	out := flag.String("out", "docs/benchmarks.md", "the report to write")
+	jsonOut := flag.String("json", "", "also write the measurements as JSON here (for linkcompare)")
 	oursVersion := flag.String("ours-version", "", "version of this resource to report (e.g. its commit)")
 	only := flag.String("only", "", "scenarios to run, e.g. S3,S5 (default all: "+strings.Join(bench.Scenarios, ",")+
 		"); S2/S3 (S2m) without S1 (S1m) first run S1's (S1m's) last put, unreported")
@@ -51,7 +52,8 @@ func main() {
 	}
 	cfg := config{bin: *bin, buildkit: *buildkit, rootfs: *rootfs, bases: strings.Split(*bases, ","), reps: *reps,
 		fan: *fan, blobMB: *blob, out: *out, oursVersion: *oursVersion, mode: "full", packages: *packages,
-		peers: strings.Split(*tools, ","), inContainer: *inContainer, unprivileged: *unprivileged, moduleRoot: *moduleRoot, command: *command}
+		peers: strings.Split(*tools, ","), inContainer: *inContainer, unprivileged: *unprivileged, moduleRoot: *moduleRoot,
+		command: *command, json: *jsonOut}
 	if *only != "" {
 		cfg.only = strings.Split(*only, ",")
 		if err := checkScenarios(cfg.only); err != nil {
@@ -75,7 +77,7 @@ func main() {
 
 type config struct {
 	bin, buildkit, rootfs, out, oursVersion, mode, packages string
-	moduleRoot, command                                     string
+	moduleRoot, command, json                               string
 	bases, only, peers                                      []string
 	reps, fan, blobMB                                       int
 	link                                                    bench.Shape // the registry's link (-shape); zero: loopback
@@ -191,6 +193,11 @@ func run(ctx context.Context, cfg config) error {
 	report.Versions = versions(cfg)
 	if err := writeReport(cfg.out, report); err != nil {
 		return fmt.Errorf("writing the report: %w", err)
+	}
+	if cfg.json != "" {
+		if err := bench.WriteTables(cfg.json, bench.Tables{Link: cfg.link, Tables: report.Tables}); err != nil {
+			return fmt.Errorf("writing the measurements: %w", err)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s in %s\n", cfg.out, report.Duration.Round(time.Second))
 	return nil
