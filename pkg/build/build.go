@@ -68,6 +68,10 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
+	// MaxDownloads bounds the blobs the build's own copies from a registry (a cache image's
+	// base) fetch at once: the source's max_concurrent_downloads. 0 = containers/image's default.
+	// buildah's FROM pulls keep their own (containers.conf's image_parallel_copies).
+	MaxDownloads int
 	// Sandbox runs RUN steps with the resource's own runtime (pkg/sandbox) even where chroot
 	// isolation would work; where it would not, they always do.
 	Sandbox bool

@@ -129,7 +129,7 @@ func pullImage(ctx context.Context, store storage.Store, env *environment, from 
 	if err != nil {
 		return fmt.Errorf("pulling %s: %w", from, err)
 	}
-	if err := copyImage(ctx, env.sys, dest, src); err != nil {
+	if err := copyImage(ctx, env.sys, dest, src, env.downloads); err != nil {
 		return fmt.Errorf("pulling %s: %w", from, err)
 	}
 	return nil

@@ -54,7 +54,7 @@ func copyBase(ctx context.Context, store storage.Store, sys *types.SystemContext
 	if err != nil {
 		return err
 	}
-	if err := copyImage(ctx, sys, dest, src); err != nil {
+	if err := copyImage(ctx, sys, dest, src, 0); err != nil { // local files: no link to share
 		return err
 	}
 	img, err := istorage.Transport.GetStoreImage(store, dest)

@@ -156,12 +156,12 @@ func storeImage(store storage.Store, names []string, top string, created time.Ti
 
 // copyImage copies src into storage at dest with containers/image, signatures unchecked (the
 // sources are a get's files or registries the user named).
-func copyImage(ctx context.Context, sys *types.SystemContext, dest, src types.ImageReference) error {
+func copyImage(ctx context.Context, sys *types.SystemContext, dest, src types.ImageReference, downloads int) error {
 	policy, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
 	if err != nil {
 		return fmt.Errorf("signature policy: %w", err)
 	}
 	defer policy.Destroy()
-	_, err = copy.Image(ctx, policy, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys})
+	_, err = copy.Image(ctx, policy, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys, MaxParallelDownloads: uint(max(downloads, 0))})
 	return err
 }

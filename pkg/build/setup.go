@@ -29,12 +29,14 @@ type environment struct {
 	secrets      []string
 	pulls        bool // a FROM is not a loaded base: the build pulls it
 	isolation    isolation
+	downloads    int // blobs a copy from a registry fetches at once (Options.MaxDownloads)
 }
 
 func newEnvironment(dir string, opts Options) (*environment, error) {
 	env := &environment{
 		tmpDir:    cmp.Or(opts.TempDir, filepath.Join(dir, "tmp")),
 		layersDir: filepath.Join(dir, "layers"),
+		downloads: opts.MaxDownloads,
 	}
 	emptyDir := filepath.Join(dir, "empty")
 	for _, d := range []string{env.tmpDir, env.layersDir, emptyDir} {

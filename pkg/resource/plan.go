@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/imagesmith/buildah-image-resource/pkg/api"
 	"github.com/imagesmith/buildah-image-resource/pkg/build"
+	"github.com/imagesmith/buildah-image-resource/pkg/imagefile"
 )
 
 // buildPlan is a put's build as decided before anything runs.
@@ -29,6 +31,7 @@ func planBuild(ctx context.Context, p *put, target *api.Platform, out *builtImag
 	if err != nil {
 		return nil, err
 	}
+	opts.MaxDownloads = cmp.Or(p.src.MaxConcurrentDownloads, imagefile.DefaultJobs)
 	if err := checkParamDirs(p.dir, p.params); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,8 @@ func push(client *registry.Client, t remote.Taggable, tags []string, env Env) (v
 	return digest, err
 }
 
-// taggableSize is the bytes of an image's config and layers, or of every image of an index.
+// taggableSize is the bytes of an image's config and layers, or, for an index, indexSize of
+// its images: one rule for every index a put pushes, built or ready-made.
 func taggableSize(t remote.Taggable) (int64, error) {
 	idx, ok := t.(v1.ImageIndex)
 	if !ok {
@@ -55,7 +56,7 @@ func taggableSize(t remote.Taggable) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read index: %w", err)
 	}
-	var total int64
+	var images []v1.Image
 	for _, d := range m.Manifests {
 		if !d.MediaType.IsImage() {
 			continue
@@ -64,13 +65,9 @@ func taggableSize(t remote.Taggable) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("image %s: %w", d.Digest, err)
 		}
-		size, err := imageSize(img)
-		if err != nil {
-			return 0, err
-		}
-		total += size
+		images = append(images, img)
 	}
-	return total, nil
+	return indexSize(images)
 }
 
 // indexSize is the size of every image of idx, blobs shared between them counted once.
