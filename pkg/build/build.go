@@ -68,9 +68,8 @@ type Options struct {
 	// RUN --mount=type=secret,id=<id>.
 	Secrets map[string]string
 	NoCache bool
-	// MaxDownloads bounds the blobs the build's own copies from a registry (a cache image's
-	// base) fetch at once: the source's max_concurrent_downloads. 0 = containers/image's default.
-	// buildah's FROM pulls keep their own (containers.conf's image_parallel_copies).
+	// MaxDownloads bounds the blobs a pull of the build (FROM, a cache image's base, cache_repo)
+	// fetches at once: the source's max_concurrent_downloads. 0 = containers/image's default.
 	MaxDownloads int
 	// Sandbox runs RUN steps with the resource's own runtime (pkg/sandbox) even where chroot
 	// isolation would work; where it would not, they always do.
@@ -217,7 +216,7 @@ func Build(ctx context.Context, opts Options) (_ *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	restoreEnv, err := buildahEnv(env.tmpDir)
+	restoreEnv, err := buildahEnv(env.tmpDir, env.downloads)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +354,10 @@ func withDefaults(opts Options) (Options, error) {
 //   - CONTAINERS_HELPER_BINARY_DIR: buildah's pull of a cache_repo image asks for a network
 //     backend first and fails when netavark is not installed, though chroot isolation always
 //     uses the host network and never runs it. A placeholder that is never run answers that.
-func buildahEnv(dir string) (restore func(), err error) {
+//   - CONTAINERS_CONF_OVERRIDE, when downloads > 0: a containers.conf whose
+//     image_parallel_copies bounds the blobs buildah's own pulls (FROM, cache_repo) fetch at
+//     once, as max_concurrent_downloads bounds ours. containers/common reads it once a process.
+func buildahEnv(dir string, downloads int) (restore func(), err error) {
 	helpers := filepath.Join(dir, "helpers")
 	if err := os.MkdirAll(helpers, 0o755); err != nil {
 		return nil, err
@@ -365,6 +367,13 @@ func buildahEnv(dir string) (restore func(), err error) {
 		return nil, fmt.Errorf("network backend placeholder: %w", err)
 	}
 	restores := []func(){setEnv("TMPDIR", dir), setEnv("CONTAINERS_HELPER_BINARY_DIR", helpers)}
+	if downloads > 0 {
+		conf := filepath.Join(dir, "containers.conf")
+		if err := os.WriteFile(conf, fmt.Appendf(nil, "[engine]\nimage_parallel_copies = %d\n", downloads), 0o644); err != nil {
+			return nil, fmt.Errorf("containers.conf: %w", err)
+		}
+		restores = append(restores, setEnv("CONTAINERS_CONF_OVERRIDE", conf))
+	}
 	return func() {
 		for _, r := range restores {
 			r()

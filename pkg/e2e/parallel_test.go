@@ -82,3 +82,23 @@ func TestGetDownloadsBoundedByTheParam(t *testing.T) {
 		t.Errorf("%d layer downloads were open at once, want 6 (max_concurrent_downloads)", gate.Most())
 	}
 }
+
+// TestFromPullBoundedByTheParam: a FROM no get saved is pulled by buildah, its layers as many at
+// once as max_concurrent_downloads says (2 here, below containers/image's own 6).
+func TestFromPullBoundedByTheParam(t *testing.T) {
+	reg := testharness.StartInProcess(t)
+	img := testharness.MultiLayerImage(t, 6, 64<<10)
+	reg.Push(t, reg.Ref("wide:1"), img)
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := testharness.NewGate(2)
+	via := reg.WithBlobGate(t, gate, config)
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+via.Host+"/wide:1\nLABEL pulled=yes\n")
+	put(t, work, source(via, "app", "max_concurrent_downloads", 2), map[string]any{"build": "ctx"})
+	if gate.Most() != 2 {
+		t.Errorf("%d layer downloads of the FROM pull were open at once, want 2 (max_concurrent_downloads)", gate.Most())
+	}
+}
