@@ -273,15 +273,29 @@ func baseImage(name, rootfs string) (v1.Image, string, string, error) {
 	return nil, "", "", fmt.Errorf("unknown base %q (busybox, debian)", name)
 }
 
+// keptMarker starts the part of a report that is not the harness's: sections written from other
+// runs (bench/run-network's, partial runs'), which writeReport carries over to the new report.
+const keptMarker = "<!-- Kept by bench/run: the sections below come from other runs. -->"
+
 func writeReport(path string, report *bench.Report) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
+	}
+	var kept string
+	if old, err := os.ReadFile(path); err == nil {
+		if i := strings.Index(string(old), keptMarker); i >= 0 {
+			kept = "\n" + string(old[i:])
+		}
 	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	if err := report.Write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.WriteString(kept); err != nil {
 		f.Close()
 		return err
 	}
