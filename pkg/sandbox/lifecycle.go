@@ -15,27 +15,32 @@ import (
 )
 
 // start lets the step's first process go on: it is blocked opening the fifo for writing and
-// writes one byte once a reader is there. If it has died instead, start says so rather than
-// waiting for ever.
+// writes one byte once a reader is there. start holds one reader open until that byte comes (a
+// reader that came and went could leave the write without a reader: EPIPE), and if the process
+// has died instead, start says so rather than waiting for ever.
 func (s step) start() error {
 	pid, err := s.pid()
 	if err != nil {
 		return err
 	}
+	f, err := os.OpenFile(s.fifo(), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 	for {
-		f, err := os.OpenFile(s.fifo(), os.O_RDONLY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("start: %w", err)
-		}
-		n, _ := f.Read(make([]byte, 1))
-		f.Close()
-		if n == 1 {
+		// 0 bytes: no writer yet; EAGAIN: the writer is there, its byte not yet.
+		if n, _ := syscall.Read(fd, make([]byte, 1)); n == 1 {
 			return os.Remove(s.fifo())
 		}
 		if !alive(pid) {
 			return fmt.Errorf("start: the step's process %d ended before it started", pid)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
