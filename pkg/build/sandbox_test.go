@@ -21,7 +21,7 @@ func TestSandboxRunsWhatARunNeeds(t *testing.T) {
 	files := imageFiles(t, sandboxed.Image)
 	for name, want := range map[string]string{
 		"/random-bytes": "16\n", "/zeros": "00000000", "/home/app/uid": "1000\n",
-		"/cache-listing": "file\n", "/exec-form": "exec form\n",
+		"/cache-listing": "file\n", "/exec-form": "exec form\n", "/context-froms": "2\n",
 	} {
 		if got := files[name]; got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
