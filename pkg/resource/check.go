@@ -18,14 +18,7 @@ func Check(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	src := req.Source
-	debug(env.Log, src.Debug)
-	for _, note := range req.Notes {
-		env.Log.Info(note)
-	}
-	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
-		return nil, err
-	}
-	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithUploads(src.MaxConcurrentUploads))
+	client, err := env.connect(ctx, src, req.Notes, registry.WithUploads(src.MaxConcurrentUploads))
 	if err != nil {
 		return nil, err
 	}

@@ -36,9 +36,9 @@ func In(ctx context.Context, env Env) (any, error) {
 		return nil, err
 	}
 	src, params := req.Source, req.Params
-	debug(env.Log, src.Debug)
-	for _, note := range req.Notes {
-		env.Log.Info(note)
+	client, err := env.connect(ctx, src, req.Notes, registry.WithDownloads(src.MaxConcurrentDownloads))
+	if err != nil {
+		return nil, err
 	}
 	tag := req.Version.Tag
 	if tag == "" {
@@ -47,13 +47,6 @@ func In(ctx context.Context, env Env) (any, error) {
 	platform := api.RunningPlatform()
 	if params.Platform != nil {
 		platform = *params.Platform
-	}
-	if env.Registries, err = newPolicy(ctx, src, env); err != nil {
-		return nil, err
-	}
-	client, err := registry.New(ctx, env.Registries, src.Repository, env.Log, env.hideSent(), registry.WithDownloads(src.MaxConcurrentDownloads))
-	if err != nil {
-		return nil, err
 	}
 	fetched, err := client.Get(req.Version.Digest, v1.Platform{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant})
 	if err != nil {

@@ -40,9 +40,21 @@ type Env struct {
 	Registries *access.Policy
 }
 
-// newPolicy makes the source's registry-access policy; a token it gets is hidden in the log.
-func newPolicy(ctx context.Context, src api.Source, env Env) (*access.Policy, error) {
-	return access.New(ctx, src, access.Options{Hide: func(secrets ...string) { env.hide(secrets) }})
+// connect does what check, in and out do once the request is decoded: debug lines as the
+// source asks, the request's notes, the source's registry-access policy (into e.Registries; a
+// token it gets is hidden in the log) and a client of the source's repository that hides every
+// credential it sends.
+func (e *Env) connect(ctx context.Context, src api.Source, notes []string, opts ...registry.Option) (*registry.Client, error) {
+	debug(e.Log, src.Debug)
+	for _, note := range notes {
+		e.Log.Info(note)
+	}
+	policy, err := access.New(ctx, src, access.Options{Hide: func(secrets ...string) { e.hide(secrets) }})
+	if err != nil {
+		return nil, err
+	}
+	e.Registries = policy
+	return registry.New(ctx, policy, src.Repository, e.Log, append([]registry.Option{e.hideSent()}, opts...)...)
 }
 
 // hide masks secrets in every line printed from now on.
