@@ -18,6 +18,16 @@ import (
 // machines are uname -m's names of the architectures the tests build for.
 var machines = map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
 
+// savedTwoPlatformBase pushes twoPlatformBase and gets the whole index (format oci-layout) into
+// the work dir's base/, for load_base; it returns the base's reference and the work dir.
+func savedTwoPlatformBase(t *testing.T, reg *testharness.Registry) (baseRef, work string) {
+	t.Helper()
+	baseRef, baseDigest := twoPlatformBase(t, reg)
+	work = t.TempDir()
+	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	return baseRef, work
+}
+
 // twoPlatformBase pushes an index of busybox for linux/amd64 and linux/arm64, each with its own
 // architecture's binary, as library/busybox:1.36 and returns the reference and digest.
 func twoPlatformBase(t *testing.T, reg *testharness.Registry) (string, v1.Hash) {
@@ -91,9 +101,7 @@ func platformImages(t *testing.T, reg *testharness.Registry, ref string, mediaTy
 func TestBuildTwoPlatforms(t *testing.T) {
 	requireEmulation(t)
 	reg := testharness.StartInProcess(t)
-	baseRef, baseDigest := twoPlatformBase(t, reg)
-	work := t.TempDir()
-	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	baseRef, work := savedTwoPlatformBase(t, reg)
 	copyContext(t, "e2e/multiarch", filepath.Join(work, "app"), nil)
 
 	params := map[string]any{
@@ -189,9 +197,7 @@ func requestsFor(reg *testharness.Registry, suffix, method string) int {
 // the foreign platform: no emulation is needed.
 func TestCrossCompileOnTheBuildPlatform(t *testing.T) {
 	reg := testharness.StartInProcess(t)
-	baseRef, baseDigest := twoPlatformBase(t, reg)
-	work := t.TempDir()
-	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	baseRef, work := savedTwoPlatformBase(t, reg)
 	copyContext(t, "e2e/crossbuild", filepath.Join(work, "app"), nil)
 
 	params := map[string]any{
@@ -267,9 +273,7 @@ func TestPlatformBasesFromSeveralGets(t *testing.T) {
 func TestCacheMountsPerPlatform(t *testing.T) {
 	requireEmulation(t)
 	reg := testharness.StartInProcess(t)
-	baseRef, baseDigest := twoPlatformBase(t, reg)
-	work := t.TempDir()
-	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	baseRef, work := savedTwoPlatformBase(t, reg)
 	writeFile(t, filepath.Join(work, "ctx/Dockerfile"), "FROM "+baseRef+"\nARG N\n"+
 		"RUN --mount=type=cache,id=seen,target=/cache sh -c 'echo \"$N $(uname -m)\" >> /cache/seen; cp /cache/seen /seen'\n")
 	params := map[string]any{"build": "ctx", "load_base": "base", "cache_mounts": true, "cache_repo": reg.Host + "/cache",
@@ -293,9 +297,7 @@ func TestCacheMountsPerPlatform(t *testing.T) {
 func TestOneForeignPlatform(t *testing.T) {
 	requireEmulation(t)
 	reg := testharness.StartInProcess(t)
-	baseRef, baseDigest := twoPlatformBase(t, reg)
-	work := t.TempDir()
-	getInto(t, reg, "library/busybox", "1.36", baseDigest, filepath.Join(work, "base"), map[string]any{"format": "oci-layout"})
+	baseRef, work := savedTwoPlatformBase(t, reg)
 	copyContext(t, "e2e/multiarch", filepath.Join(work, "app"), nil)
 	other := "arm64"
 	if runtime.GOARCH == "arm64" {
