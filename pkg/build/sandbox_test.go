@@ -2,11 +2,12 @@ package build
 
 import (
 	"archive/tar"
-	"io"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/imagesmith/buildah-image-resource/pkg/testharness"
 )
 
 // The sandbox runtime (pkg/sandbox) runs RUN steps where chroot isolation cannot; here it is
@@ -66,45 +67,18 @@ func layerEntries(t *testing.T, img v1.Image) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var all []string
-	for _, l := range layers {
-		var names []string
-		forEachEntry(t, l, func(h *tar.Header) { names = append(names, h.Name) })
-		all = append(all, strings.Join(names, " "))
-	}
+	all := make([]string, len(layers))
+	testharness.EachLayerEntry(t, img, func(layer int, h *tar.Header) {
+		all[layer] = strings.TrimSpace(all[layer] + " " + h.Name)
+	})
 	return all
 }
 
-// owners maps every entry of the image's layers to its owner.
+// owners maps every entry of the image's layers to its owner (the last layer's, for a name in
+// several).
 func owners(t *testing.T, img v1.Image) map[string]int {
 	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
 	owner := map[string]int{}
-	for _, l := range layers {
-		forEachEntry(t, l, func(h *tar.Header) { owner[strings.TrimPrefix(h.Name, "./")] = h.Uid })
-	}
+	testharness.EachLayerEntry(t, img, func(_ int, h *tar.Header) { owner[h.Name] = h.Uid })
 	return owner
-}
-
-func forEachEntry(t *testing.T, l v1.Layer, fn func(*tar.Header)) {
-	t.Helper()
-	rc, err := l.Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(h)
-	}
 }

@@ -221,26 +221,10 @@ func metadataValue(resp api.Response, name string) string {
 func fileOwner(t *testing.T, img v1.Image, name string) int {
 	t.Helper()
 	owner := -1
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
+	testharness.EachLayerEntry(t, img, func(_ int, h *tar.Header) {
+		if h.Name == name {
+			owner = h.Uid
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			if strings.TrimPrefix(h.Name, "./") == name {
-				owner = h.Uid
-			}
-		}
-		rc.Close()
-	}
+	})
 	return owner
 }
