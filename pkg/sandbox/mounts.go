@@ -124,7 +124,7 @@ func (s *staged) bindFile(src, name string, srcInfo fs.FileInfo) error {
 		if err := s.root.WriteFile(name, data, 0o600); err != nil {
 			return err
 		}
-		return s.takeOn(name, srcInfo)
+		return setMeta(s.root, name, srcInfo)
 	case err != nil:
 		return err
 	case !orig.Mode().IsRegular():
@@ -138,24 +138,12 @@ func (s *staged) bindFile(src, name string, srcInfo fs.FileInfo) error {
 		if err := s.root.WriteFile(name, old, 0); err != nil {
 			return err
 		}
-		return s.takeOn(name, orig)
+		return setMeta(s.root, name, orig)
 	})
 	if err := s.root.WriteFile(name, data, 0); err != nil {
 		return err
 	}
-	return s.takeOn(name, srcInfo)
-}
-
-// takeOn gives the file at name info's owner, mode and times.
-func (s *staged) takeOn(name string, info fs.FileInfo) error {
-	st := info.Sys().(*syscall.Stat_t)
-	if err := s.root.Lchown(name, int(st.Uid), int(st.Gid)); err != nil {
-		return err
-	}
-	if err := s.root.Chmod(name, info.Mode()); err != nil {
-		return err
-	}
-	return s.root.Chtimes(name, atime(info), info.ModTime())
+	return setMeta(s.root, name, srcInfo)
 }
 
 func atime(info fs.FileInfo) time.Time {
@@ -184,7 +172,7 @@ func (s *staged) bindDir(src, name string, srcInfo fs.FileInfo, writable bool) e
 		return err
 	}
 	s.undo = append(s.undo, func() error { return s.root.RemoveAll(name) })
-	if err := s.takeOn(name, srcInfo); err != nil {
+	if err := setMeta(s.root, name, srcInfo); err != nil {
 		return err
 	}
 	dst, err := s.root.OpenRoot(name)
